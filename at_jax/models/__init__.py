@@ -1,0 +1,9 @@
+"""flax.linen models returning ``(logits, features)`` and the registry that builds them by name."""
+from at_jax.models.registry import available, create, register
+
+# Importing a model file registers its names.
+from at_jax.models import wrn  # noqa: E402,F401
+from at_jax.models import nin  # noqa: E402,F401
+from at_jax.models import resnet  # noqa: E402,F401
+
+__all__ = ["available", "create", "register"]
