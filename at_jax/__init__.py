@@ -2,15 +2,15 @@
 
 The functional core, re-exported: pure, jit-able functions on NHWC arrays.
 """
-from at_jax.attention import attention_map, at_loss
-from at_jax.losses import cross_entropy, kd_loss, factt_loss
+from at_jax import models
+from at_jax.attention import at_loss, attention_map
+from at_jax.gradient import (flip_symmetry_loss, gradient_at_loss, input_gradient,
+                             input_gradient_penalty)
+from at_jax.losses import build_objective, cross_entropy, factt_loss, kd_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "attention_map",
-    "at_loss",
-    "cross_entropy",
-    "kd_loss",
-    "factt_loss",
+    "attention_map", "at_loss", "kd_loss", "cross_entropy", "factt_loss", "build_objective",
+    "input_gradient", "gradient_at_loss", "input_gradient_penalty", "flip_symmetry_loss", "models",
 ]

@@ -1,0 +1,117 @@
+"""Checkpoints with orbax: save every N steps, keep the last few and the best, auto-resume, teacher loading.
+
+A checkpoint holds the whole train state pytree ``{"step", "params", "batch_stats", "opt_state", "rng"}``.
+orbax writes each step to a temporary directory and renames it when complete, so a run killed at any moment
+leaves only whole checkpoints behind; re-running the same command restores the newest one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+BEST_METRIC = "accuracy"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or workdir a user pointed at cannot be used."""
+
+
+class Checkpointer:
+    """orbax ``CheckpointManager`` over ``workdir/checkpoints``: the last ``keep`` steps plus the best one.
+
+    ``best`` ranks checkpoints saved with ``metrics={"accuracy": ...}``.
+    """
+
+    def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        policy = checkpoint_managers.AnyPreservationPolicy([
+            checkpoint_managers.LatestN(n=max(1, keep)),
+            checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=1,
+                                      keep_checkpoints_without_metrics=False),
+        ])
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy, create=not read_only, read_only=read_only,
+            enable_async_checkpointing=False, cleanup_tmp_directories=not read_only)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def save(self, step: int, state: Any, metrics: dict | None = None) -> None:
+        self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, abstract_state: Any | None = None) -> Any:
+        """Restores ``step``; with ``abstract_state`` (shapes, dtypes, shardings) straight onto devices."""
+        if abstract_state is None:
+            return self.manager.restore(step, args=ocp.args.StandardRestore())
+        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def abstract_like(state: Any) -> Any:
+    """``jax.ShapeDtypeStruct`` tree (with shardings) of a concrete state, as restore targets."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
+def read_saved_config(workdir: str) -> dict:
+    """The ``config.json`` a run wrote into its workdir."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{workdir} has no config.json: it is not the workdir of an at_jax run")
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"cannot read {path}: {error}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherCheckpoint:
+    """A finished run's config (as saved) and its model variables."""
+    config: dict
+    params: Any
+    batch_stats: Any
+    step: int
+
+
+def load_teacher(teacher_workdir: str) -> TeacherCheckpoint:
+    """Loads the newest checkpoint of a finished run, to be used as a frozen teacher."""
+    if not teacher_workdir:
+        raise CheckpointError("the objective needs a teacher: set --config.teacher.workdir to a finished "
+                              "run's workdir")
+    if not os.path.isdir(teacher_workdir):
+        raise CheckpointError(f"teacher workdir {teacher_workdir} does not exist")
+    config = read_saved_config(teacher_workdir)
+    if not os.path.isdir(os.path.join(teacher_workdir, "checkpoints")):
+        raise CheckpointError(f"teacher workdir {teacher_workdir} has no checkpoints: train the teacher first")
+    try:
+        checkpointer = Checkpointer(teacher_workdir, read_only=True)
+        step = checkpointer.latest_step()
+        if step is None:
+            raise CheckpointError(f"teacher workdir {teacher_workdir} has no checkpoints: train the "
+                                  "teacher first")
+        state = checkpointer.restore(step)
+    except CheckpointError:
+        raise
+    except Exception as error:  # orbax raises many types for damaged files
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"teacher checkpoint in {teacher_workdir} is unreadable: {message}") from None
+    if not isinstance(state, dict) or "params" not in state or "model" not in state["params"]:
+        raise CheckpointError(f"teacher checkpoint in {teacher_workdir} is not an at_jax train state")
+    return TeacherCheckpoint(config=config, params=state["params"]["model"],
+                             batch_stats=state.get("batch_stats", {}), step=int(step))

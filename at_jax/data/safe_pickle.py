@@ -1,0 +1,55 @@
+"""Reading the CIFAR python pickles without running code from the file.
+
+A pickle can name any importable callable and have it called while loading (`__reduce__`);
+`pickle.load` on an untrusted file is arbitrary code execution. The CIFAR "python version"
+archives only need what rebuilds a numpy array (Python-2 pickles: dicts of byte strings, lists of
+ints and one uint8 ndarray), so the unpickler below resolves exactly those globals and refuses
+every other one before anything is called.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any, BinaryIO
+
+import numpy as np
+
+_multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray
+
+# (module, name) pairs the CIFAR files reference, mapped to the objects they stand for.
+# numpy < 2 wrote "numpy.core.multiarray", numpy >= 2 writes "numpy._core.multiarray".
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The pickle references a global that is not on the allow-list."""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An Unpickler that resolves only numpy array reconstruction and refuses everything else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(f"refused to load global {module}.{name}") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError("refused a persistent id")
+
+
+def load_restricted(file: BinaryIO | bytes) -> Any:
+    """Unpickle `file` (or bytes) with `encoding='bytes'`, allowing only numpy array globals.
+
+    Raises `UnsafePickleError` when the pickle names any other global (nothing is called), and
+    the usual `pickle.UnpicklingError` / `EOFError` / ... when it is malformed.
+    """
+    if isinstance(file, (bytes, bytearray)):
+        file = io.BytesIO(file)
+    return RestrictedUnpickler(file, encoding="bytes").load()

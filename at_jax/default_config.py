@@ -1,0 +1,59 @@
+"""The embedded default: a WRN-16-2 teacher and WRN-16-1 students (without and with AT) on cluttered digits.
+
+Real images that ship inside scikit-learn, placed at random positions on a cluttered 32x32 canvas, so that
+*where to look* matters. Runs offline on a laptop CPU in a few minutes:
+``python -m at_jax.train --workdir=runs/demo``.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.batch_size = 128
+    config.num_epochs = 6
+    config.num_train_steps = -1          # > 0 overrides num_epochs (short runs)
+    config.log_every_steps = 20
+    config.eval_every_steps = 0          # 0: evaluate at the end only
+    config.eval_batch_size = 500
+    config.checkpoint_every_steps = 100
+    config.keep_checkpoints = 3
+    config.model = "wrn-16-1"
+    config.compute_dtype = "float32"     # "bfloat16": bf16 compute, float32 parameters and optimizer
+    config.progress = True
+    config.tensorboard = True
+    # "teacher_then_students": train teacher.model, then the student without and with the transfer terms
+    # below, in workdir/teacher, workdir/student, workdir/student_<method>; "" trains one model.
+    config.pipeline = "teacher_then_students"
+
+    config.dataset = ml_collections.ConfigDict()
+    config.dataset.name = "digits"
+    config.dataset.data_dir = ""
+    config.dataset.seed = 0              # the data (canvas placement) seed, separate from the run seed
+
+    config.teacher = ml_collections.ConfigDict()
+    config.teacher.model = "wrn-16-2"
+    config.teacher.workdir = ""          # a finished run's workdir (for a student run)
+    config.teacher.compute_dtype = ""    # "" = compute_dtype
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.at_beta = 1e3            # official beta; 0 turns AT off
+    config.loss.at_p = 2.0
+    config.loss.at_reduce = "mean"
+    config.loss.at_normalize = "l2"
+    config.loss.at_form = "code"
+    config.loss.at_resize = "pool"
+    config.loss.at_pairs = ()            # () = the last min(n_student, n_teacher) groups, in order
+    config.loss.kd_alpha = 0.0           # 0 = plain cross-entropy; CIFAR KD uses 0.9
+    config.loss.kd_temperature = 4.0
+    config.loss.factt_beta = 0.0
+    config.loss.beta_schedule = "constant"
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.learning_rate = 0.1
+    config.optimizer.momentum = 0.9
+    config.optimizer.nesterov = False
+    config.optimizer.weight_decay = 5e-4
+    config.optimizer.decay_at = (0.5, 0.75)    # fractions of training where the lr is multiplied
+    config.optimizer.decay_factor = 0.2
+    return config

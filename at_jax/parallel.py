@@ -1,0 +1,95 @@
+"""Data parallelism over a device mesh: one code path for 1 CPU, N local devices and N hosts.
+
+The batch is sharded over the mesh axis ``data``; parameters, optimizer state and small datasets are
+replicated. ``jax.jit`` over such arrays lets XLA insert the collectives, so batch-norm statistics and the
+loss are computed over the global batch: the same run on 1 or N devices gives the same numbers up to the
+order of floating-point additions.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed() -> None:
+    """Calls ``jax.distributed.initialize`` when launched as one process of a multi-host job.
+
+    A multi-host launch is recognised by ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID`` (set by the ``launch/`` scripts), or by ``AT_JAX_DISTRIBUTED=1`` on the clusters
+    whose environment ``jax.distributed.initialize()`` detects itself (SLURM, TPU pods, Open MPI).
+    Single-process runs skip it.
+    """
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        jax.distributed.initialize(
+            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]))
+    elif os.environ.get("AT_JAX_DISTRIBUTED") == "1":
+        jax.distributed.initialize()
+    else:
+        return
+    logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
+                 jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def make_mesh(devices: list | None = None) -> Mesh:
+    """A one-axis mesh named ``data`` over all (global) devices."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Sharding that keeps a full copy on every device."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """Sharding that splits the leading (batch) axis over the ``data`` axis."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Places host arrays (identical on every process) on all devices of the mesh."""
+    sharding = replicated(mesh)
+
+    def place(array):
+        array = np.asarray(array)
+        return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+    return jax.tree.map(place, tree)
+
+
+def host_local_to_global(local_batch: Any, mesh: Mesh) -> Any:
+    """Assembles per-process slices of a batch into global arrays sharded over ``data``.
+
+    Each process passes its own contiguous slice (``process_batch_slice``); on one process this is a plain
+    sharded ``device_put``.
+    """
+    sharding = batch_sharded(mesh)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                        local_batch)
+
+
+def process_batch_slice(global_batch_size: int) -> slice:
+    """The slice of a global batch that this process loads (contiguous, in process order)."""
+    per_process = global_batch_size // jax.process_count()
+    start = jax.process_index() * per_process
+    return slice(start, start + per_process)
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    """Raises ``ValueError`` unless the global batch splits evenly over devices and processes."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if batch_size % mesh.size:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the device count {mesh.size}")
+    if batch_size % jax.process_count():
+        raise ValueError(f"batch_size {batch_size} is not divisible by the process count "
+                         f"{jax.process_count()}")

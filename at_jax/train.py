@@ -1,0 +1,74 @@
+"""``python -m at_jax.train --config=configs/NAME.py[:ARGS] --workdir=DIR [--config.key=value ...]``.
+
+Without ``--config`` it runs the embedded default (at_jax/default_config.py). User mistakes end with one
+line ``at_jax: error: ...`` on stderr and exit code 2; nothing in an existing workdir is destroyed.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
+config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Config file (get_config()).",
+                                lock_config=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """The one-line user error: ``at_jax: error: ...`` on stderr."""
+    message = " ".join(str(message).split()) or "unknown error"
+    sys.stderr.write(f"at_jax: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with flag/config errors reported as one line and exit code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        fail(error)
+    except Exception as error:  # config file errors (missing file, bad override value, ...)
+        fail(f"{type(error).__name__}: {error}")
+    return []
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.workdir:
+        fail("--workdir is required")
+    logging.set_verbosity(logging.WARNING)
+    # Imported here so that flag errors come back before JAX starts.
+    from at_jax import parallel, pipeline  # pylint: disable=import-outside-toplevel
+    from at_jax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
+    from at_jax.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
+
+    config = FLAGS.config
+    try:
+        parallel.initialize_distributed()
+        if config.get("pipeline") == "teacher_then_students":
+            summaries = pipeline.teacher_then_students(config, FLAGS.workdir)
+            print(pipeline.format_summaries(summaries))
+        elif config.get("pipeline"):
+            fail(f"unknown pipeline {config.pipeline!r}; valid: 'teacher_then_students' or ''")
+        else:
+            summary = train_and_evaluate(config, FLAGS.workdir)
+            print(pipeline.format_summaries({os.path.basename(os.path.normpath(FLAGS.workdir)): summary}))
+    except USER_ERRORS as error:
+        fail(error)
+    except KeyboardInterrupt:
+        fail("interrupted; re-run the same command to resume from the last checkpoint", code=130)
+
+
+def run() -> None:
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

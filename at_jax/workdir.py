@@ -1,0 +1,66 @@
+"""The run directory: checks before anything is written, ``config.json``, resume compatibility."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+# Keys whose change makes an existing checkpoint meaningless for this run.
+RESUME_KEYS = ("model", "dataset.name")
+
+
+class WorkdirError(ValueError):
+    """The workdir cannot be used for this run."""
+
+
+def _lookup(config: Mapping, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def check_writable(workdir: str) -> None:
+    """Raises unless ``workdir`` is (or can be made) a writable directory; creates nothing."""
+    if not workdir:
+        raise WorkdirError("--workdir is required")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise WorkdirError(f"workdir {workdir} exists and is not a directory")
+    probe = workdir
+    while not os.path.exists(probe):
+        parent = os.path.dirname(os.path.abspath(probe))
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise WorkdirError(f"workdir {workdir} is not writable")
+
+
+def check_resume_compatible(workdir: str, config: Mapping) -> bool:
+    """True when ``workdir`` holds an earlier run of the same model and data (to be resumed).
+
+    Raises when it holds a run of another model or dataset, so that nothing there is overwritten.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path) as file:
+            saved = json.load(file)
+    except (OSError, json.JSONDecodeError):
+        raise WorkdirError(f"{path} is unreadable; use another --workdir") from None
+    for key in RESUME_KEYS:
+        if _lookup(saved, key) != _lookup(config, key):
+            raise WorkdirError(f"workdir {workdir} holds a run with {key}={_lookup(saved, key)!r}, this config "
+                               f"has {key}={_lookup(config, key)!r}; use another --workdir")
+    return True
+
+
+def save_config(workdir: str, config: Mapping, num_classes: int) -> None:
+    """Writes ``config.json`` (the config plus the class count a teacher check needs), atomically."""
+    record = dict(config)
+    record["num_classes"] = num_classes
+    path = os.path.join(workdir, "config.json")
+    with open(path + ".tmp", "w") as file:
+        json.dump(record, file, indent=2, sort_keys=True, default=str)
+    os.replace(path + ".tmp", path)
