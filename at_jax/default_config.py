@@ -48,6 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.kd_temperature = 4.0
     config.loss.factt_beta = 0.0
     config.loss.beta_schedule = "constant"
+    # Gradient-based attention (input gradients through nested jax.grad); 0 = off.
+    config.loss.grad_at_beta = 0.0        # 0.5 * sum (J_s - J_t)^2, needs the teacher
+    config.loss.grad_penalty_beta = 0.0   # 0.5 * sum J_s^2 (Drucker & LeCun double backprop)
+    config.loss.flip_symmetry_beta = 0.0  # 0.5 * sum (J(x) - flip(J(flip(x))))^2
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.learning_rate = 0.1

@@ -12,13 +12,15 @@ import ml_collections
 
 from at_jax.trainer import train_and_evaluate
 
-TRANSFER_KEYS = ("at_beta", "kd_alpha", "factt_beta", "grad_at_beta")
+TRANSFER_KEYS = ("at_beta", "kd_alpha", "factt_beta", "grad_at_beta", "grad_penalty_beta",
+                 "flip_symmetry_beta")
 
 
 def method_name(loss_config: ml_collections.ConfigDict) -> str:
     """A short name for the transfer terms a loss config turns on, e.g. "at", "at+kd", "none"."""
     parts = [name for key, name in (("at_beta", "at"), ("kd_alpha", "kd"), ("factt_beta", "factt"),
-                                    ("grad_at_beta", "grad_at"))
+                                    ("grad_at_beta", "grad_at"), ("grad_penalty_beta", "min_l2"),
+                                    ("flip_symmetry_beta", "symmetry"))
              if loss_config.get(key, 0.0)]
     return "+".join(parts) or "none"
 

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from at_jax.data.augment import augment_batch, normalize
+from at_jax.gradient import flip_symmetry_loss, gradient_at_loss, input_gradient_penalty
+from at_jax.losses import cross_entropy
 
 State = dict  # {"step", "params", "batch_stats", "opt_state", "rng"}
 
@@ -30,6 +32,13 @@ class StepConfig:
     std: tuple[float, ...]
     compute_dtype: Any = jnp.float32
     teacher_dtype: Any = jnp.float32
+    grad_at_beta: float = 0.0          # gradient-based attention transfer (needs the teacher)
+    grad_penalty_beta: float = 0.0     # min-l2 input gradient (Drucker & LeCun double backprop)
+    flip_symmetry_beta: float = 0.0    # flip-symmetry of the input gradient
+
+    @property
+    def uses_input_gradients(self) -> bool:
+        return bool(self.grad_at_beta or self.grad_penalty_beta or self.flip_symmetry_beta)
 
 
 def model_variables(params: Any, batch_stats: Any) -> dict:
@@ -50,7 +59,14 @@ def teacher_forward(teacher_model: nn.Module | None, teacher_variables: Any, x: 
 def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective: Callable,
                     transform: optax.GradientTransformation, schedule: optax.Schedule,
                     step_config: StepConfig) -> Callable:
-    """Returns ``step(state, teacher_variables, data, indices) -> (state, metrics)`` (not yet jitted)."""
+    """Returns ``step(state, teacher_variables, data, indices) -> (state, metrics)`` (not yet jitted).
+
+    Input-gradient terms (``step_config.grad_*``) differentiate the student's cross-entropy w.r.t. the
+    normalised input x. Batch norm: the student's inner gradient is taken in train mode, i.e. with the
+    statistics of the current batch (the flip term's second pass with those of the flipped batch); the
+    running statistics are updated once per step, from the forward pass on x (the flipped pass's updates
+    are discarded). The teacher's input gradient uses its running statistics (inference mode).
+    """
 
     def step(state: State, teacher_variables: Any, data: dict, indices: jax.Array):
         step_index = state["step"]
@@ -64,20 +80,51 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
         teacher_logits, teacher_features = teacher_forward(
             teacher_model, teacher_variables, x.astype(step_config.teacher_dtype))
 
-        def loss_fn(params):
+        def student_loss(model_params, inputs, targets):
+            """Cross-entropy of the student in train mode, with (logits, features, new batch stats)."""
             (logits, features), updates = model.apply(
-                model_variables(params["model"], state["batch_stats"]), x, train=True,
+                model_variables(model_params, state["batch_stats"]), inputs, train=True,
                 mutable=["batch_stats"])
+            return cross_entropy(logits, targets), (logits, features, updates.get("batch_stats", {}))
+
+        def teacher_loss(variables, inputs, targets):
+            return cross_entropy(teacher_model.apply(variables, inputs, train=False)[0], targets)
+
+        def loss_fn(params):
+            gradient_terms, forward = {}, None
+            if step_config.grad_at_beta:
+                value, forward = gradient_at_loss(student_loss, params["model"], teacher_loss,
+                                                  teacher_variables, x, labels, has_aux=True,
+                                                  teacher_has_aux=False)
+                gradient_terms["grad_at"] = (step_config.grad_at_beta, value)
+            if step_config.grad_penalty_beta:
+                value, aux = input_gradient_penalty(student_loss, params["model"], x, labels, has_aux=True)
+                forward = forward or aux
+                gradient_terms["grad_penalty"] = (step_config.grad_penalty_beta, value)
+            if step_config.flip_symmetry_beta:
+                value, aux = flip_symmetry_loss(student_loss, params["model"], x, labels, has_aux=True)
+                forward = forward or aux
+                gradient_terms["flip_symmetry"] = (step_config.flip_symmetry_beta, value)
+            if forward is None:
+                forward = student_loss(params["model"], x, labels)[1]
+            logits, features, batch_stats = forward
             total, terms = objective(params.get("adapters", {}), logits, features, teacher_logits,
                                      teacher_features, labels, progress)
             terms = dict(terms)
+            for name, (beta, value) in gradient_terms.items():
+                total = total + beta * value
+                terms[name] = value
+            terms["total"] = total
             terms["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-            return total, (terms, updates.get("batch_stats", {}))
+            return total, (terms, batch_stats)
 
         (_, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = transform.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         terms["learning_rate"] = schedule(step_index)
+        terms["grad_norm"] = optax.tree.norm(grads)
+        # Non-finite parameters make this non-finite too, so the host's check refuses to save them.
+        terms["param_norm"] = optax.tree.norm(params)
         new_state = {"step": step_index + 1, "params": params, "batch_stats": batch_stats,
                      "opt_state": opt_state, "rng": state["rng"]}
         return new_state, {name: jnp.asarray(value, jnp.float32) for name, value in terms.items()}

@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.workdir:
         fail("--workdir is required")
-    logging.set_verbosity(logging.WARNING)
+    logging.set_verbosity(logging.ERROR)
     # Imported here so that flag errors come back before JAX starts.
     from at_jax import parallel, pipeline  # pylint: disable=import-outside-toplevel
     from at_jax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel

@@ -27,6 +27,7 @@ from at_jax.optimizer import make_optimizer
 from at_jax.steps import StepConfig, make_accumulating_step, make_eval_step, make_train_step
 from at_jax.workdir import check_resume_compatible, check_writable, save_config
 
+GRADIENT_KEYS = ("grad_at_beta", "grad_penalty_beta", "flip_symmetry_beta")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -113,8 +114,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     dtype = compute_dtype(config.compute_dtype)
     teacher_dtype = compute_dtype(config.teacher.get("compute_dtype") or config.compute_dtype)
 
-    dataset = load_dataset(config.dataset.name, config.dataset.data_dir or None,
-                           seed=config.dataset.get("seed", 0))
+    dataset_options = {key: value for key, value in config.dataset.items()
+                       if key not in ("name", "data_dir", "seed")}
+    data_dir = os.path.expanduser(config.dataset.data_dir) if config.dataset.data_dir else None
+    dataset = load_dataset(config.dataset.name, data_dir, seed=config.dataset.get("seed", 0),
+                           **dataset_options)
     num_classes = dataset.num_classes
     num_train = len(dataset.train_labels)
     if config.batch_size > num_train:
@@ -123,10 +127,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     total_steps = (config.num_train_steps if config.num_train_steps > 0
                    else config.num_epochs * steps_per_epoch)
 
-    objective = build_objective(config.loss)
+    try:
+        objective = build_objective(config.loss, ignore=GRADIENT_KEYS)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    gradient_weights = {key: float(config.loss.get(key, 0.0)) for key in GRADIENT_KEYS}
+    for key, value in gradient_weights.items():
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"loss.{key} must be finite and >= 0, got {value}")
     model = models.create(config.model, num_classes, dtype=dtype)
     teacher_model, teacher_variables, teacher_name = None, None, None
-    if objective.uses_teacher:
+    if objective.uses_teacher or gradient_weights["grad_at_beta"]:
         teacher, teacher_name = load_teacher_for(config, num_classes)
         teacher_model = models.create(teacher_name, num_classes, dtype=teacher_dtype)
         teacher_variables = parallel.replicate(
@@ -166,7 +177,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
     data = device_data(dataset, eval_chunk, mesh)
     step_config = StepConfig(total_steps=total_steps, pad=dataset.pad, flip=dataset.flip, mean=dataset.mean,
-                             std=dataset.std, compute_dtype=dtype, teacher_dtype=teacher_dtype)
+                             std=dataset.std, compute_dtype=dtype, teacher_dtype=teacher_dtype,
+                             **gradient_weights)
     single_step = make_train_step(model, teacher_model, objective, transform, schedule, step_config)
     train_step = jax.jit(make_accumulating_step(single_step), donate_argnums=(0, 1))
     eval_step = jax.jit(make_eval_step(model, step_config, num_classes, parallel.batch_sharded(mesh)),

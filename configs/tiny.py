@@ -1,0 +1,28 @@
+"""A CI-sized run: WRN-10-1 on a small synthetic CIFAR-shaped set, a few steps. For smoke tests.
+
+``python -m at_jax.train --config=configs/tiny.py --workdir=/tmp/tiny``
+"""
+from at_jax.default_config import get_config as get_base_config
+
+
+def get_config(argument: str | None = None):
+    del argument
+    config = get_base_config()
+    config.pipeline = ""
+    config.model = "wrn-10-1"
+    config.teacher.model = "wrn-10-1"
+    config.dataset.name = "synthetic"
+    config.dataset.num_train = 64
+    config.dataset.num_test = 40
+    config.dataset.image_size = 16
+    config.batch_size = 16
+    config.num_epochs = 1
+    config.num_train_steps = 8
+    config.log_every_steps = 2
+    config.eval_every_steps = 4
+    config.eval_batch_size = 16
+    config.checkpoint_every_steps = 4
+    config.loss.at_beta = 0.0
+    config.optimizer.decay_at = (0.5,)
+    config.progress = False
+    return config

@@ -1,0 +1,53 @@
+"""Shared helpers for the trainer tests: the tiny config and running the CLI in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+
+import ml_collections
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_CONFIG = os.path.join(REPO, "configs", "tiny.py")
+
+
+def tiny_config(**overrides) -> ml_collections.ConfigDict:
+    """configs/tiny.py with dotted-key overrides, e.g. tiny_config(**{"loss.at_beta": 1e3})."""
+    sys.path.insert(0, os.path.join(REPO, "configs"))
+    try:
+        import tiny  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    config = tiny.get_config()
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return config
+
+
+def run_cli(args, devices: int | None = None, timeout: int = 600, **popen_kwargs):
+    """``python -m at_jax.train ARGS`` in a fresh process (optionally with N fake CPU devices)."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if devices:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    command = [sys.executable, "-m", "at_jax.train", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO,
+                          **popen_kwargs)
+
+
+def cli_overrides(**overrides) -> list[str]:
+    return [f"--config.{key}={value}" for key, value in overrides.items()]
+
+
+def metrics_records(workdir) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as file:
+        return [json.loads(line) for line in file]
+
+
+def deterministic_records(workdir) -> list[dict]:
+    """metrics.jsonl without the wall-clock fields."""
+    return [{k: v for k, v in record.items() if k != "images_per_second"}
+            for record in metrics_records(workdir)]
