@@ -1,0 +1,84 @@
+"""Resume after SIGKILL gives exactly the uninterrupted numbers; 1 vs 4 vs 8 devices give the same losses."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from trainer_utils import REPO, TINY_CONFIG, deterministic_records, metrics_records, run_cli
+
+RUN_ARGS = [f"--config={TINY_CONFIG}", "--config.num_train_steps=12", "--config.log_every_steps=1",
+            "--config.checkpoint_every_steps=3", "--config.eval_every_steps=6"]
+
+
+def _checkpoint_steps(workdir):
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
+def _start(workdir):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "at_jax.train", f"--workdir={workdir}", *RUN_ARGS],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _kill_when(process, condition, extra_delay, timeout=300):
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "timed out waiting for the run"
+        time.sleep(0.02)
+    time.sleep(extra_delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    result = run_cli([f"--workdir={reference}", *RUN_ARGS])
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    interrupted = tmp_path / "interrupted"
+    # Kill 1: mid-training, after the first checkpoint, at an arbitrary moment between log lines.
+    process = _start(interrupted)
+    _kill_when(process, lambda: len(_checkpoint_steps(interrupted)) >= 1
+               and os.path.exists(interrupted / "metrics.jsonl")
+               and len(metrics_records(interrupted)) >= 4, extra_delay=0.05)
+    assert process.returncode == -signal.SIGKILL
+    # Kill 2: as soon as a later checkpoint directory appears (possibly while it is being written).
+    seen = set(_checkpoint_steps(interrupted))
+    process = _start(interrupted)
+    _kill_when(process, lambda: bool(set(os.listdir(interrupted / "checkpoints")) - {str(s) for s in seen}
+                                      - {"descriptor"}), extra_delay=0.0)
+    # Finish.
+    result = run_cli([f"--workdir={interrupted}", *RUN_ARGS])
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    assert deterministic_records(interrupted) == deterministic_records(reference)
+    summary_a = json.load(open(reference / "summary.json"))
+    summary_b = json.load(open(interrupted / "summary.json"))
+    assert summary_a["accuracy"] == summary_b["accuracy"]
+    assert summary_a["eval_loss"] == summary_b["eval_loss"]
+
+
+def test_same_losses_on_1_4_and_8_devices(tmp_path):
+    losses = {}
+    for devices in (1, 4, 8):
+        workdir = tmp_path / f"devices{devices}"
+        result = run_cli([f"--workdir={workdir}", *RUN_ARGS, "--config.checkpoint_every_steps=12"],
+                         devices=devices)
+        assert result.returncode == 0, result.stderr[-3000:]
+        records = [r for r in metrics_records(workdir) if "train/total" in r]
+        losses[devices] = np.array([r["train/total"] for r in records])
+        eval_loss = [r["eval/loss"] for r in metrics_records(workdir) if "eval/loss" in r]
+        losses[f"eval{devices}"] = np.array(eval_loss)
+    assert len(losses[1]) == 12
+    for devices in (4, 8):
+        np.testing.assert_allclose(losses[devices], losses[1], rtol=2e-4)
+        np.testing.assert_allclose(losses[f"eval{devices}"], losses["eval1"], rtol=2e-4)
