@@ -18,7 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 500
     config.checkpoint_every_steps = 100
     config.keep_checkpoints = 3
+    config.steps_per_call = 10           # train steps per compiled call (one lax.scan); 1 = host drives each
     config.model = "wrn-16-1"
+    config.model_kwargs = ml_collections.ConfigDict()   # extra keyword options of the model (registry)
     config.compute_dtype = "float32"     # "bfloat16": bf16 compute, float32 parameters and optimizer
     config.progress = True
     config.tensorboard = True
@@ -35,6 +37,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.teacher.model = "wrn-16-2"
     config.teacher.workdir = ""          # a finished run's workdir (for a student run)
     config.teacher.compute_dtype = ""    # "" = compute_dtype
+
+    # Augmentation inside the compiled step; -1 / "dataset" = the dataset's recommendation.
+    config.augment = ml_collections.ConfigDict()
+    config.augment.pad = -1              # reflect-pad + random crop; 0 = no crop
+    config.augment.flip = "dataset"      # "dataset" | "on" | "off"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.at_beta = 1e3            # official beta; 0 turns AT off

@@ -66,13 +66,13 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(place, tree)
 
 
-def host_local_to_global(local_batch: Any, mesh: Mesh) -> Any:
-    """Assembles per-process slices of a batch into global arrays sharded over ``data``.
+def host_local_to_global(local_batch: Any, mesh: Mesh, batch_axis: int = 0) -> Any:
+    """Assembles per-process slices of a batch into global arrays sharded over ``data`` on ``batch_axis``.
 
     Each process passes its own contiguous slice (``process_batch_slice``); on one process this is a plain
     sharded ``device_put``.
     """
-    sharding = batch_sharded(mesh)
+    sharding = NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), DATA_AXIS))
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
                         local_batch)
 

@@ -132,15 +132,23 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
     return step
 
 
-def make_accumulating_step(step: Callable) -> Callable:
-    """``(state, metric_sums, ...) -> (state, metric_sums + metrics)``: metrics stay on the device between
-    logs, so the host does not wait for every step."""
+def make_multi_step(step: Callable) -> Callable:
+    """``(state, metric_sums, teacher_variables, data, indices[K, B]) -> (state, metric_sums)``.
 
-    def accumulating_step(state, metric_sums, *args):
-        state, metrics = step(state, *args)
-        return state, jax.tree.map(jnp.add, metric_sums, metrics)
+    K train steps in one compiled ``lax.scan``, so the host does not drive every step; metrics are summed
+    on the device until the host reads them at a log step.
+    """
 
-    return accumulating_step
+    def multi_step(state, metric_sums, teacher_variables, data, indices):
+        def body(carry, step_indices):
+            current_state, sums = carry
+            current_state, metrics = step(current_state, teacher_variables, data, step_indices)
+            return (current_state, jax.tree.map(jnp.add, sums, metrics)), None
+
+        (state, metric_sums), _ = jax.lax.scan(body, (state, metric_sums), indices)
+        return state, metric_sums
+
+    return multi_step
 
 
 def make_eval_step(model: nn.Module, step_config: StepConfig, num_classes: int,

@@ -6,6 +6,7 @@ teacher is a separate frozen pytree loaded from a finished run's workdir and nev
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from at_jax.data import load_dataset
 from at_jax.losses import build_objective
 from at_jax.metrics import MetricWriter, Progress, check_finite
 from at_jax.optimizer import make_optimizer
-from at_jax.steps import StepConfig, make_accumulating_step, make_eval_step, make_train_step
+from at_jax.steps import StepConfig, make_eval_step, make_multi_step, make_train_step
 from at_jax.workdir import check_resume_compatible, check_writable, save_config
 
 GRADIENT_KEYS = ("grad_at_beta", "grad_penalty_beta", "flip_symmetry_beta")
@@ -41,9 +42,12 @@ def compute_dtype(name: str) -> Any:
     return DTYPES[name]
 
 
+@functools.lru_cache(maxsize=4)
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
     """The example order of one epoch: a function of (seed, epoch) only."""
-    return np.random.default_rng([seed, epoch]).permutation(num_examples).astype(np.int32)
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples).astype(np.int32)
+    order.flags.writeable = False
+    return order
 
 
 def batch_indices(seed: int, step: int, num_examples: int, batch_size: int) -> np.ndarray:
@@ -51,6 +55,11 @@ def batch_indices(seed: int, step: int, num_examples: int, batch_size: int) -> n
     steps_per_epoch = num_examples // batch_size
     epoch, offset = divmod(step, steps_per_epoch)
     return epoch_permutation(seed, epoch, num_examples)[offset * batch_size:(offset + 1) * batch_size]
+
+
+def next_multiple(step: int, every: int) -> int:
+    """The first multiple of ``every`` after ``step``."""
+    return (step // every + 1) * every
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -63,6 +72,21 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     learning_rate = config.optimizer.learning_rate
     if not isinstance(learning_rate, (int, float)) or not math.isfinite(learning_rate):
         raise ConfigError(f"optimizer.learning_rate must be a finite number, got {learning_rate}")
+
+
+def augmentation(config: ml_collections.ConfigDict, dataset) -> tuple[int, bool]:
+    """(crop padding, flip) from ``config.augment``, defaulting to the dataset's recommendation."""
+    augment = config.get("augment", {})
+    pad = augment.get("pad", -1)
+    pad = dataset.pad if pad is None or pad < 0 else int(pad)
+    flip_setting = augment.get("flip", "dataset")
+    if flip_setting not in ("dataset", "on", "off"):
+        raise ConfigError(f"augment.flip must be 'dataset', 'on' or 'off', got {flip_setting!r}")
+    flip = dataset.flip if flip_setting == "dataset" else flip_setting == "on"
+    height = dataset.train_images.shape[1]
+    if pad >= height:
+        raise ConfigError(f"augment.pad {pad} must be smaller than the image size {height}")
+    return pad, flip
 
 
 def load_teacher_for(config: ml_collections.ConfigDict, num_classes: int):
@@ -135,11 +159,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for key, value in gradient_weights.items():
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"loss.{key} must be finite and >= 0, got {value}")
-    model = models.create(config.model, num_classes, dtype=dtype)
+    model = models.create(config.model, num_classes, dtype=dtype, **config.get("model_kwargs", {}))
     teacher_model, teacher_variables, teacher_name = None, None, None
     if objective.uses_teacher or gradient_weights["grad_at_beta"]:
         teacher, teacher_name = load_teacher_for(config, num_classes)
-        teacher_model = models.create(teacher_name, num_classes, dtype=teacher_dtype)
+        teacher_model = models.create(teacher_name, num_classes, dtype=teacher_dtype,
+                                      **teacher.config.get("model_kwargs", {}))
         teacher_variables = parallel.replicate(
             {"params": teacher.params, **({"batch_stats": teacher.batch_stats} if teacher.batch_stats else {})},
             mesh)
@@ -176,11 +201,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
     data = device_data(dataset, eval_chunk, mesh)
-    step_config = StepConfig(total_steps=total_steps, pad=dataset.pad, flip=dataset.flip, mean=dataset.mean,
+    pad, flip = augmentation(config, dataset)
+    step_config = StepConfig(total_steps=total_steps, pad=pad, flip=flip, mean=dataset.mean,
                              std=dataset.std, compute_dtype=dtype, teacher_dtype=teacher_dtype,
                              **gradient_weights)
     single_step = make_train_step(model, teacher_model, objective, transform, schedule, step_config)
-    train_step = jax.jit(make_accumulating_step(single_step), donate_argnums=(0, 1))
+    train_steps = jax.jit(make_multi_step(single_step), donate_argnums=(0, 1))
     eval_step = jax.jit(make_eval_step(model, step_config, num_classes, parallel.batch_sharded(mesh)),
                         static_argnums=4)
     metric_shapes = jax.eval_shape(single_step, state, teacher_variables, data,
@@ -211,16 +237,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     progress = Progress(total_steps, step, label=config.get("run_name", "") or os.path.basename(
         os.path.normpath(workdir)), enabled=is_chief and config.get("progress", True))
     process_slice = parallel.process_batch_slice(config.batch_size)
+    steps_per_call = max(1, int(config.get("steps_per_call", 1)))
     metric_sums, steps_since_flush, flush_time = zero_sums(), 0, time.time()
     last_eval: dict = {}
     start_time, start_step = time.time(), step
     try:
         while step < total_steps:
-            indices = batch_indices(config.seed, step, num_train, config.batch_size)[process_slice]
-            state, metric_sums = train_step(state, metric_sums, teacher_variables, data,
-                                            parallel.host_local_to_global(indices, mesh))
-            step += 1
-            steps_since_flush += 1
+            events = [total_steps, next_multiple(step, config.log_every_steps),
+                      next_multiple(step, config.checkpoint_every_steps)]
+            if config.eval_every_steps > 0:
+                events.append(next_multiple(step, config.eval_every_steps))
+            chunk = min(steps_per_call, min(events) - step)
+            indices = np.stack([batch_indices(config.seed, step + offset, num_train, config.batch_size)
+                                for offset in range(chunk)])[:, process_slice]
+            state, metric_sums = train_steps(state, metric_sums, teacher_variables, data,
+                                             parallel.host_local_to_global(indices, mesh, batch_axis=1))
+            step += chunk
+            steps_since_flush += chunk
             final = step == total_steps
             do_checkpoint = step % config.checkpoint_every_steps == 0 or final
             do_eval = final or (config.eval_every_steps > 0 and step % config.eval_every_steps == 0)

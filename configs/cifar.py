@@ -11,7 +11,7 @@ from at_jax.default_config import get_config as get_base_config
 METHODS = ("none", "at", "kd", "at+kd", "factt")
 
 
-def parse_arguments(argument: str | None, defaults: dict) -> dict:
+def parse_arguments(argument: str | None, defaults: dict, methods: tuple = METHODS) -> dict:
     """``"student=wrn-16-1,teacher=wrn-16-2,method=at"`` -> dict over ``defaults`` (unknown keys refused)."""
     values = dict(defaults)
     for item in filter(None, (argument or "").split(",")):
@@ -19,8 +19,8 @@ def parse_arguments(argument: str | None, defaults: dict) -> dict:
         if key not in values:
             raise ValueError(f"unknown config argument {key!r}; valid: {', '.join(values)}")
         values[key] = value
-    if values.get("method", "none") not in METHODS:
-        raise ValueError(f"unknown method {values['method']!r}; valid: {', '.join(METHODS)}")
+    if "method" in values and values["method"] not in methods:
+        raise ValueError(f"unknown method {values['method']!r}; valid: {', '.join(methods)}")
     return values
 
 

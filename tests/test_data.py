@@ -11,7 +11,7 @@ import pytest
 
 from at_jax.data import (CIFAR_MEAN, CIFAR_STD, Dataset, DatasetError, available_datasets,
                          channel_mean_std, load_dataset)
-from at_jax.data.digits import DIGIT, generate_digits
+from at_jax.data.digits import generate_digits
 from at_jax.data.safe_pickle import UnsafePickleError, load_restricted
 
 
@@ -78,16 +78,21 @@ def test_digits_deterministic_per_seed_and_different_across_seeds():
     assert not np.array_equal(first_scans["train"], other_scans["train"])
 
 
-def test_digits_image_shows_the_labelled_scan():
+@pytest.mark.parametrize("canvas_size,scale", [(32, 2), (24, 1)])
+def test_digits_image_shows_the_labelled_scan(canvas_size, scale):
     """Without clutter and noise, the brightest window is the upscaled source scan."""
     from sklearn.datasets import load_digits
 
-    dataset, scans = generate_digits(1, num_train=8, num_test=8, num_fragments=0, noise_std=0.0)
+    dataset, scans = generate_digits(1, num_train=8, num_test=8, num_fragments=0, noise_std=0.0,
+                                     canvas_size=canvas_size, scale=scale)
+    assert dataset.train_images.shape == (8, canvas_size, canvas_size, 3)
     sources = load_digits().images / 16.0
+    digit = 8 * scale
+
     def best_correlation(gray, scan):
-        target = np.kron(sources[scan], np.ones((2, 2))).ravel()
-        windows = [gray[y:y + DIGIT, x:x + DIGIT].ravel()
-                   for y in range(32 - DIGIT + 1) for x in range(32 - DIGIT + 1)]
+        target = np.kron(sources[scan], np.ones((scale, scale))).ravel()
+        windows = [gray[y:y + digit, x:x + digit].ravel()
+                   for y in range(canvas_size - digit + 1) for x in range(canvas_size - digit + 1)]
         return max(np.corrcoef(w, target)[0, 1] for w in windows if w.std() > 0)
 
     for image, scan in zip(dataset.train_images, scans["train"]):

@@ -25,9 +25,8 @@ import numpy as np
 
 from at_jax.data.dataset import Dataset, DatasetError, channel_mean_std
 
-CANVAS = 32          # output height and width
-SCALE = 2            # upscaling of the 8x8 source digits
-DIGIT = 8 * SCALE    # side of an upscaled digit on the canvas
+CANVAS = 32          # default output height and width
+SCALE = 2            # default upscaling of the 8x8 source digits
 TEST_FRACTION = 0.2  # share of source scans reserved for the test split
 
 
@@ -39,9 +38,9 @@ def _load_source_digits() -> tuple[np.ndarray, np.ndarray]:
     return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int32)
 
 
-def _upscale(images: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour upscaling of (N, 8, 8) by SCALE on both spatial axes."""
-    return images.repeat(SCALE, axis=1).repeat(SCALE, axis=2)
+def _upscale(images: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of (N, 8, 8) by ``scale`` on both spatial axes."""
+    return images.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
 def _random_colours(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -67,11 +66,13 @@ def _paste_max(canvas: np.ndarray, layer: np.ndarray, top: np.ndarray, left: np.
 
 
 def _render(rng: np.random.Generator, sources: np.ndarray, main: np.ndarray,
-            num_fragments: int, noise_std: float) -> np.ndarray:
-    """Render uint8 (len(main), 32, 32, 3) canvases whose main digit is sources[main]."""
+            num_fragments: int, noise_std: float, canvas_size: int = CANVAS,
+            scale: int = SCALE) -> np.ndarray:
+    """Render uint8 (len(main), canvas_size, canvas_size, 3) canvases whose main digit is sources[main]."""
     count = main.shape[0]
-    margin = DIGIT // 2  # fragments may hang up to half outside the canvas
-    side = CANVAS + 2 * margin
+    digit = 8 * scale
+    margin = digit // 2  # fragments may hang up to half outside the canvas
+    side = canvas_size + 2 * margin
     background = rng.uniform(0.0, 0.15, size=(count, 1, 1, 3))
     # composited in uint8 (value * 255): a quarter of the memory traffic of float32
     canvas = np.broadcast_to(_to_uint8(background), (count, side, side, 3)).copy()
@@ -87,16 +88,16 @@ def _render(rng: np.random.Generator, sources: np.ndarray, main: np.ndarray,
         cols_in = (grid[None] >= left[:, None]) & (grid[None] < (left + width)[:, None])
         fragment = fragment * (rows_in[:, :, None] & cols_in[:, None, :])
         contrast = rng.uniform(0.25, 0.5, size=(count, 1, 1, 1)).astype(np.float32)
-        layer = _upscale(fragment)[..., None] * contrast * _random_colours(rng, count)[:, None, None]
-        _paste_max(canvas, _to_uint8(layer), rng.integers(0, side - DIGIT + 1, size=count),
-                   rng.integers(0, side - DIGIT + 1, size=count))
+        layer = _upscale(fragment, scale)[..., None] * contrast * _random_colours(rng, count)[:, None, None]
+        _paste_max(canvas, _to_uint8(layer), rng.integers(0, side - digit + 1, size=count),
+                   rng.integers(0, side - digit + 1, size=count))
 
     contrast = rng.uniform(0.7, 1.0, size=(count, 1, 1, 1)).astype(np.float32)
-    layer = _upscale(sources[main])[..., None] * contrast * _random_colours(rng, count)[:, None, None]
-    _paste_max(canvas, _to_uint8(layer), margin + rng.integers(0, CANVAS - DIGIT + 1, size=count),
-               margin + rng.integers(0, CANVAS - DIGIT + 1, size=count))
+    layer = _upscale(sources[main], scale)[..., None] * contrast * _random_colours(rng, count)[:, None, None]
+    _paste_max(canvas, _to_uint8(layer), margin + rng.integers(0, canvas_size - digit + 1, size=count),
+               margin + rng.integers(0, canvas_size - digit + 1, size=count))
 
-    canvas = canvas[:, margin:margin + CANVAS, margin:margin + CANVAS]
+    canvas = canvas[:, margin:margin + canvas_size, margin:margin + canvas_size]
     noise = rng.standard_normal(size=canvas.shape, dtype=np.float32)
     noise *= noise_std * 255.0
     noise += canvas
@@ -119,8 +120,8 @@ def _split_scans(rng: np.random.Generator, num_scans: int) -> dict[str, np.ndarr
 
 
 def generate_digits(seed: int = 0, *, num_train: int = 5000, num_test: int = 1000,
-                    num_fragments: int = 3, noise_std: float = 0.05,
-                    ) -> tuple[Dataset, dict[str, np.ndarray]]:
+                    num_fragments: int = 3, noise_std: float = 0.05, canvas_size: int = CANVAS,
+                    scale: int = SCALE) -> tuple[Dataset, dict[str, np.ndarray]]:
     """The cluttered-digits task (module docstring) and, per split, the scan index of each example.
 
     Returns `(dataset, scans)` where `scans[split][n]` indexes `sklearn.datasets.load_digits()`
@@ -130,6 +131,8 @@ def generate_digits(seed: int = 0, *, num_train: int = 5000, num_test: int = 100
         raise DatasetError(f"digits: num_train and num_test must be >= 1, got {num_train}, {num_test}")
     if num_fragments < 0 or noise_std < 0:
         raise DatasetError("digits: num_fragments and noise_std must be >= 0")
+    if scale < 1 or canvas_size < 8 * scale:
+        raise DatasetError(f"digits: need scale >= 1 and canvas_size >= 8 * scale, got {canvas_size}, {scale}")
     images, labels = _load_source_digits()
     rng = np.random.default_rng(seed)
     split_scans = _split_scans(rng, images.shape[0])
@@ -138,7 +141,8 @@ def generate_digits(seed: int = 0, *, num_train: int = 5000, num_test: int = 100
     for split, count in (("train", num_train), ("test", num_test)):
         pool = split_scans[split]
         main = _draw_main(rng, pool.shape[0], count)
-        arrays[f"{split}_images"] = _render(rng, images[pool], main, num_fragments, noise_std)
+        arrays[f"{split}_images"] = _render(rng, images[pool], main, num_fragments, noise_std,
+                                            canvas_size, scale)
         arrays[f"{split}_labels"] = labels[pool][main]
         scans[split] = pool[main]
 
@@ -148,7 +152,8 @@ def generate_digits(seed: int = 0, *, num_train: int = 5000, num_test: int = 100
 
 
 def load_digits_dataset(seed: int = 0, *, num_train: int = 5000, num_test: int = 1000,
-                        num_fragments: int = 3, noise_std: float = 0.05) -> Dataset:
+                        num_fragments: int = 3, noise_std: float = 0.05, canvas_size: int = CANVAS,
+                        scale: int = SCALE) -> Dataset:
     """The cluttered-digits dataset of `generate_digits`, without the scan indices."""
-    return generate_digits(seed, num_train=num_train, num_test=num_test,
-                           num_fragments=num_fragments, noise_std=noise_std)[0]
+    return generate_digits(seed, num_train=num_train, num_test=num_test, num_fragments=num_fragments,
+                           noise_std=noise_std, canvas_size=canvas_size, scale=scale)[0]

@@ -1,0 +1,147 @@
+"""The at_jax side of the benchmarks: the library's own train step, composed as the trainer does.
+
+``make_jax_step`` builds student, frozen teacher (random weights: speed does not depend on them),
+objective (``build_objective``), optimizer (``make_optimizer``: SGD momentum 0.9, weight decay 5e-4)
+and the initial state, then ``make_train_step`` (and ``make_multi_step`` for K steps in one
+``lax.scan``) jitted with the state donated, as ``at_jax.trainer.train_and_evaluate`` does.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from at_jax import models
+from at_jax.losses import build_objective
+from at_jax.optimizer import make_optimizer
+from at_jax.steps import StepConfig, make_multi_step, make_train_step
+
+METHODS = ("none", "at", "kd", "at+kd", "grad_at")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+AT_BETA, KD_ALPHA, KD_TEMPERATURE, GRAD_AT_BETA = 1e3, 0.9, 4.0, 1.0
+
+
+def loss_config(method: str) -> tuple[dict, float]:
+    """(``build_objective`` fields, ``grad_at_beta``) of a benchmark method."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
+    fields: dict[str, Any] = {}
+    if method in ("at", "at+kd"):
+        fields["at_beta"] = AT_BETA
+    if method in ("kd", "at+kd"):
+        fields.update(kd_alpha=KD_ALPHA, kd_temperature=KD_TEMPERATURE)
+    return fields, (GRAD_AT_BETA if method == "grad_at" else 0.0)
+
+
+@dataclasses.dataclass
+class JaxStep:
+    """A compiled-on-first-call step and everything it is called with."""
+    function: Any             # jitted (state, [metric_sums,] teacher_variables, data, indices)
+    state: dict
+    teacher_variables: Any
+    metric_sums: Any          # None for the single step
+    steps_per_call: int
+
+    def arguments(self, data: dict, indices: jax.Array) -> tuple:
+        if self.metric_sums is None:
+            return (self.state, self.teacher_variables, data, indices)
+        return (self.state, self.metric_sums, self.teacher_variables, data, indices)
+
+    def call(self, data: dict, indices: jax.Array, function: Any = None) -> None:
+        """Runs one call (``steps_per_call`` steps), keeps the new (donated) state, waits for it."""
+        outputs = (function or self.function)(*self.arguments(data, indices))
+        if self.metric_sums is None:
+            self.state = outputs[0]
+        else:
+            self.state, self.metric_sums = outputs
+        jax.block_until_ready(self.state)
+
+
+def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes: int, dtype: str,
+                  steps_per_call: int, pad: int, flip: bool, mean, std, total_steps: int = 100_000,
+                  image_shape: tuple[int, int, int] = (32, 32, 3), seed: int = 0) -> JaxStep:
+    """The library step for ``method`` (see :data:`METHODS`), jitted with donation.
+
+    ``pad``/``flip`` are the in-step augmentation (0/False: none, the step-throughput setting).
+    """
+    fields, grad_at_beta = loss_config(method)
+    objective = build_objective(fields)
+    compute_dtype = DTYPES[dtype]
+    model = models.create(student, num_classes, dtype=compute_dtype)
+    uses_teacher = objective.uses_teacher or grad_at_beta > 0
+    teacher_model = models.create(teacher, num_classes, dtype=compute_dtype) if uses_teacher else None
+    transform, schedule = make_optimizer({"learning_rate": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+                                          "decay_at": (0.3, 0.6, 0.8), "decay_factor": 0.2}, total_steps)
+    sample = jnp.zeros((1,) + tuple(image_shape), compute_dtype)
+    model_key, teacher_key = jax.random.split(jax.random.PRNGKey(seed))
+
+    def init_state():
+        variables = model.init(model_key, sample, train=False)
+        params = {"model": variables["params"]}
+        return {"step": jnp.zeros((), jnp.int32), "params": params,
+                "batch_stats": variables.get("batch_stats", {}), "opt_state": transform.init(params),
+                "rng": jax.random.PRNGKey(seed + 1)}
+
+    state = jax.jit(init_state)()
+    teacher_variables = (jax.jit(lambda: teacher_model.init(teacher_key, sample, train=False))()
+                         if teacher_model is not None else None)
+    step_config = StepConfig(total_steps=total_steps, pad=pad, flip=flip, mean=tuple(mean), std=tuple(std),
+                             compute_dtype=compute_dtype, teacher_dtype=compute_dtype,
+                             grad_at_beta=grad_at_beta)
+    single_step = make_train_step(model, teacher_model, objective, transform, schedule, step_config)
+    if steps_per_call == 1:
+        return JaxStep(jax.jit(single_step, donate_argnums=(0,)), state, teacher_variables, None, 1)
+    data_shape = {"train_images": jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.uint8),
+                  "train_labels": jax.ShapeDtypeStruct((1,), jnp.int32)}
+    metric_shapes = jax.eval_shape(single_step, state, teacher_variables, data_shape,
+                                   jax.ShapeDtypeStruct((1,), jnp.int32))[1]
+    metric_sums = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+    return JaxStep(jax.jit(make_multi_step(single_step), donate_argnums=(0, 1)), state, teacher_variables,
+                   metric_sums, steps_per_call)
+
+
+def compile_with_costs(jax_step: JaxStep, data: dict, indices: jax.Array) -> tuple[Any, dict]:
+    """AOT-compiles the step for these arguments; returns (compiled, facts): XLA cost-analysis FLOPs
+    per call and the compiled program's memory analysis (bytes)."""
+    compiled = jax_step.function.lower(*jax_step.arguments(data, indices)).compile()
+    facts: dict[str, Any] = {}
+    try:
+        costs = compiled.cost_analysis()
+        if isinstance(costs, (list, tuple)):
+            costs = costs[0] if costs else {}
+        facts["flops_per_call"] = float(costs.get("flops", 0.0)) or None
+        facts["bytes_accessed_per_call"] = float(costs.get("bytes accessed", 0.0)) or None
+    except Exception as error:  # cost analysis is backend-dependent
+        facts["cost_analysis_error"] = repr(error)
+    try:
+        memory = compiled.memory_analysis()
+        if memory is not None:
+            facts["xla_temp_bytes"] = int(memory.temp_size_in_bytes)
+            facts["xla_argument_bytes"] = int(memory.argument_size_in_bytes)
+            facts["xla_output_bytes"] = int(memory.output_size_in_bytes)
+    except Exception as error:
+        facts["memory_analysis_error"] = repr(error)
+    return compiled, facts
+
+
+def device_peak_bytes() -> int | None:
+    """Peak bytes in use on the first device (GPU/TPU); None where the backend keeps no statistics."""
+    stats = jax.devices()[0].memory_stats()
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+def step_data(batch_size: int, steps_per_call: int, num_classes: int, image_size: int = 32,
+              seed: int = 0) -> tuple[dict, jax.Array]:
+    """One batch of uint8 images resident on the device and the indices of ``steps_per_call`` steps
+    over it (each step of a multi-step call reuses the same batch)."""
+    rng = np.random.default_rng(seed)
+    data = {"train_images": jnp.asarray(rng.integers(0, 256, (batch_size, image_size, image_size, 3),
+                                                     dtype=np.uint8)),
+            "train_labels": jnp.asarray(rng.integers(0, num_classes, (batch_size,), dtype=np.int32))}
+    indices = jnp.arange(batch_size, dtype=jnp.int32)
+    if steps_per_call > 1:
+        indices = jnp.tile(indices[None], (steps_per_call, 1))
+    return data, indices

@@ -1,0 +1,28 @@
+"""The README's Python example runs; its two Quick-start commands are the ones CI and users run."""
+import os
+import re
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = open(os.path.join(REPO, "README.md")).read()
+
+
+def test_python_example_runs():
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks, "README has no python example"
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # pylint: disable=exec-used
+    assert namespace["q"].shape == (8, 256)
+    assert float(namespace["loss"]) > 0
+    assert len(namespace["features"]) == 3 and namespace["logits"].shape == (2, 10)
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
+    quick_start = README.split("## Quick start", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", quick_start, flags=re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2
+    assert "python -m at_jax.train" in commands[0]
+    test_command = commands[1].split("&&")[-1].strip()
+    assert test_command.startswith("python -m pytest")
+    ci_script = open(os.path.join(REPO, ".ci", "run")).read()
+    assert test_command in ci_script
