@@ -174,6 +174,8 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
         ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.batch_size=12",
          "--config.dataset.name=synthetic"],
         [f"--config={TINY_CONFIG}"],
+        ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.dataset.name=cifar10",
+         f"--config.dataset.data_dir={tmp_path / 'no_data'}"],
     ]
     for index, args in enumerate(cases):
         result = run_cli(args, devices=8 if index == 2 else None)
