@@ -26,6 +26,9 @@ def initialize_distributed() -> None:
     whose environment ``jax.distributed.initialize()`` detects itself (SLURM, TPU pods, Open MPI).
     Single-process runs skip it.
     """
+    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("AT_JAX_DISTRIBUTED") == "1":
+        # CPU processes need a collectives backend of their own (GPUs and TPUs ignore this setting).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize(
             coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],

@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,18 +68,50 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert summary_a["eval_loss"] == summary_b["eval_loss"]
 
 
-def test_same_losses_on_1_4_and_8_devices(tmp_path):
-    losses = {}
-    for devices in (1, 4, 8):
-        workdir = tmp_path / f"devices{devices}"
-        result = run_cli([f"--workdir={workdir}", *RUN_ARGS, "--config.checkpoint_every_steps=12"],
-                         devices=devices)
-        assert result.returncode == 0, result.stderr[-3000:]
-        records = [r for r in metrics_records(workdir) if "train/total" in r]
-        losses[devices] = np.array([r["train/total"] for r in records])
-        eval_loss = [r["eval/loss"] for r in metrics_records(workdir) if "eval/loss" in r]
-        losses[f"eval{devices}"] = np.array(eval_loss)
-    assert len(losses[1]) == 12
-    for devices in (4, 8):
-        np.testing.assert_allclose(losses[devices], losses[1], rtol=2e-4)
-        np.testing.assert_allclose(losses[f"eval{devices}"], losses["eval1"], rtol=2e-4)
+def _losses(workdir):
+    records = metrics_records(workdir)
+    return (np.array([r["train/total"] for r in records if "train/total" in r]),
+            np.array([r["eval/loss"] for r in records if "eval/loss" in r]))
+
+
+@pytest.fixture(scope="module")
+def one_device_losses(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("one_device")
+    result = run_cli([f"--workdir={workdir}", *RUN_ARGS, "--config.checkpoint_every_steps=12"], devices=1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train, evaluation = _losses(workdir)
+    assert len(train) == 12 and len(evaluation) == 2
+    return train, evaluation
+
+
+@pytest.mark.parametrize("devices", [4, 8])
+def test_same_losses_on_n_devices(tmp_path, one_device_losses, devices):
+    result = run_cli([f"--workdir={tmp_path}", *RUN_ARGS, "--config.checkpoint_every_steps=12"],
+                     devices=devices)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train, evaluation = _losses(tmp_path)
+    np.testing.assert_allclose(train, one_device_losses[0], rtol=2e-4)
+    np.testing.assert_allclose(evaluation, one_device_losses[1], rtol=2e-4)
+
+
+def test_two_processes_with_jax_distributed_match_one_device(tmp_path, one_device_losses):
+    """Multi-host data parallelism on one machine: 2 processes x 2 CPU devices, gloo collectives."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = []
+    for process_id in range(2):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                   JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(process_id),
+                   XLA_FLAGS="--xla_force_host_platform_device_count=2")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "at_jax.train", f"--workdir={tmp_path}", *RUN_ARGS,
+             "--config.checkpoint_every_steps=6"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    train, evaluation = _losses(tmp_path)
+    np.testing.assert_allclose(train, one_device_losses[0], rtol=2e-4)
+    np.testing.assert_allclose(evaluation, one_device_losses[1], rtol=2e-4)
+    assert _checkpoint_steps(tmp_path) == [6, 12]

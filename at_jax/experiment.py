@@ -1,0 +1,79 @@
+"""``python -m at_jax.experiment --config=configs/experiments/NAME.py --workdir=DIR [--config.key=value ...]``.
+
+Trains the teacher once (``DIR/teacher``), then the student with each method of the experiment over its
+seeds (``DIR/<method>/seed_<s>``), and writes ``DIR/results.json`` and ``DIR/results.md`` (the paper's
+Table 1 form). Re-running the same command skips finished runs and resumes a partial one. Overrides reach
+the experiment's keys (``--config.seeds=1``, ``--config.method_order=none,at``) and its run config
+(``--config.base.num_train_steps=50``). User mistakes end with one line ``at_jax: error: ...``, exit 2.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Experiment directory: teacher/, <method>/seed_<s>/, results.*")
+config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/experiments/NAME.py).",
+                                lock_config=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """The one-line user error: ``at_jax: error: ...`` on stderr (as in ``at_jax.train``)."""
+    message = " ".join(str(message).split()) or "unknown error"
+    sys.stderr.write(f"at_jax: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with flag/config errors reported as one line and exit code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        fail(error)
+    except Exception as error:  # config file errors (missing file, bad override value, ...)
+        fail(f"{type(error).__name__}: {error}")
+    return []
+
+
+def announce(index: int, count: int, run, done: bool) -> None:
+    state = "finished earlier, kept" if done else f"training {run.config.model} in {run.workdir}"
+    print(f"[{index + 1}/{count}] {run.name}: {state}", flush=True)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.config is None:
+        fail("--config is required (an experiment config, e.g. configs/experiments/digits.py)")
+    if not FLAGS.workdir:
+        fail("--workdir is required")
+    config = FLAGS.config
+    for key in ("base", "methods", "method_order", "seeds"):
+        if key not in config:
+            fail(f"{key!r} is missing from the config: --config must be an experiment config "
+                 "(configs/experiments/NAME.py), not a run config")
+    logging.set_verbosity(logging.ERROR)
+    # Imported here so that flag errors come back before JAX starts.
+    from at_jax import experiment_results, parallel  # pylint: disable=import-outside-toplevel
+    from at_jax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
+    from at_jax.experiments_lib import run_experiment  # pylint: disable=import-outside-toplevel
+
+    try:
+        parallel.initialize_distributed()
+        results = run_experiment(config, FLAGS.workdir, on_run=announce)
+    except USER_ERRORS as error:
+        fail(error)
+    except KeyboardInterrupt:
+        fail("interrupted; re-run the same command to resume", code=130)
+    sys.stdout.write("\n" + experiment_results.format_markdown(results))
+
+
+def run() -> None:
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

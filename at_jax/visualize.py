@@ -1,0 +1,87 @@
+"""Figures from trained runs (PNG, headless matplotlib).
+
+Attention maps (the paper's Figures 4 and 6), student beside teacher::
+
+    python -m at_jax.visualize --workdir=DIR [--teacher=DIR | --no-teacher] --out=FILE.png [--num-images=4]
+
+Without ``--teacher`` the teacher the run was trained with (its config's ``teacher.workdir``) is shown when
+it exists. Training curves of one or several runs on shared axes (the paper's Figure 7)::
+
+    python -m at_jax.visualize curves --workdir=DIR [--workdir=DIR2 ...] --out=FILE.png [--metric=NAME ...]
+
+User mistakes end with one line ``at_jax: error: ...`` on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def fail(message: str, code: int = 2) -> None:
+    """The one-line user error: ``at_jax: error: ...`` on stderr (as in ``at_jax.train``)."""
+    message = " ".join(str(message).split()) or "unknown error"
+    sys.stderr.write(f"at_jax: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        fail(message)
+
+
+def attention_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m at_jax.visualize", description="Attention maps of a trained run.")
+    parser.add_argument("--workdir", required=True, help="a trained run (the student)")
+    parser.add_argument("--teacher", default=None, help="a trained teacher run (default: the run's teacher)")
+    parser.add_argument("--no-teacher", action="store_true", help="show the student only")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--num-images", type=int, default=4, help="test images, one row each")
+    parser.add_argument("--start", type=int, default=0, help="index of the first test image")
+    parser.add_argument("--dpi", type=int, default=100)
+    return parser
+
+
+def curves_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m at_jax.visualize curves", description="Training curves of runs.")
+    parser.add_argument("--workdir", action="append", required=True, help="a run; repeat for several")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--metric", action="append", default=[],
+                        help="a metrics.jsonl key to plot (repeatable; default: losses, accuracy, lr)")
+    parser.add_argument("--title", default="")
+    parser.add_argument("--dpi", type=int, default=100)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    curves = bool(argv) and argv[0] == "curves"
+    args = (curves_parser() if curves else attention_parser()).parse_args(argv[1:] if curves else argv)
+    if args.dpi < 10:
+        fail(f"--dpi must be >= 10, got {args.dpi}")
+    # Imported here so that argument errors come back before JAX starts.
+    from absl import logging  # pylint: disable=import-outside-toplevel
+    logging.set_verbosity(logging.ERROR)
+    from at_jax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
+
+    try:
+        if curves:
+            from at_jax.curves import curves_figure  # pylint: disable=import-outside-toplevel
+            height, width = curves_figure(args.workdir, args.out, metrics=args.metric, dpi=args.dpi,
+                                          title=args.title)
+        else:
+            from at_jax import figures  # pylint: disable=import-outside-toplevel
+            student = figures.load_run(args.workdir)
+            teacher_dir = None if args.no_teacher else (args.teacher or figures.default_teacher_workdir(student))
+            teacher = figures.load_run(teacher_dir) if teacher_dir else None
+            height, width = figures.attention_figure(student, teacher, args.out, num_images=args.num_images,
+                                                     start=args.start, dpi=args.dpi)
+    except USER_ERRORS as error:
+        fail(error)
+    except OSError as error:
+        fail(f"cannot write {args.out}: {error}")
+    print(f"wrote {args.out} ({width}x{height} px)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Smoke tests of the benchmark harness on CI-sized settings (CPU, tiny WRN-10-1 pair, batch 8).
+
+The two jax benchmarks run as subprocesses at the same time (compilation dominates; two cores), print
+one JSON object each, and must not import torch. The torch side runs only where torch is installed.
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--student", "wrn-10-1", "--teacher", "wrn-10-1", "--batch-size", "8", "--json"]
+# Runs a benchmark script as __main__, then reports whether torch got imported along the way.
+RUNNER = ("import runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; "
+          "runpy.run_path(script, run_name='__main__'); "
+          "print('TORCH_IMPORTED=%s' % ('torch' in sys.modules))")
+
+
+def start(script: str, *arguments: str) -> subprocess.Popen:
+    environment = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+    return subprocess.Popen([sys.executable, "-c", RUNNER, os.path.join(REPO_ROOT, "benchmarks", script),
+                             *arguments], cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> tuple[dict, bool]:
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-2000:]
+    lines = stdout.strip().splitlines()
+    json_lines = [line for line in lines if line.startswith("{")]
+    assert len(json_lines) == 1, stdout  # exactly one JSON object
+    return json.loads(json_lines[0]), lines[-1] == "TORCH_IMPORTED=True"
+
+
+@pytest.fixture(scope="module")
+def torch_process():
+    """Started early so that it overlaps the jax runs; None where torch is not installed."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    return start("step_throughput.py", *TINY, "--framework", "torch", "--method", "at+kd", "--repeats", "2",
+                 "--warmup", "1")
+
+
+@pytest.fixture(scope="module")
+def jax_results(torch_process):
+    step = start("step_throughput.py", *TINY, "--framework", "jax", "--method", "at", "--repeats", "2",
+                 "--warmup", "1")
+    # 32 examples / batch 8 = 4 steps = 2 calls of K=2: one compiled shape, augmentation in the step.
+    epoch = start("epoch_throughput.py", *TINY, "--framework", "jax", "--method", "none", "--num-train", "32",
+                  "--steps-per-call", "2", "--warmup", "1")
+    return finish(step), finish(epoch)
+
+
+def test_step_throughput_jax_reports_positive_throughput(jax_results):
+    (result, torch_imported), _ = jax_results
+    assert not torch_imported
+    assert result["framework"] == "jax" and result["method"] == "at" and result["dtype"] == "float32"
+    assert (result["student"], result["teacher"], result["batch_size"]) == ("wrn-10-1", "wrn-10-1", 8)
+    assert result["repeats"] == 2 and result["warmup"] == 1 and result["steps_per_call"] == 1
+    assert result["device"] and result["jax_version"]
+    assert result["images_per_second"] > 0 and result["median_step_seconds"] > 0
+    assert result["images_per_second"] == pytest.approx(8 / result["median_step_seconds"])
+    # XLA cost analysis: a WRN-10-1 step on 8 images is far above 10 MFLOP; achieved = flops / time
+    assert result["flops_per_step"] > 1e7
+    assert result["achieved_flops_per_second"] == pytest.approx(
+        result["flops_per_step"] / result["median_step_seconds"])
+
+
+def test_epoch_throughput_jax_counts_whole_steps(jax_results):
+    _, (result, torch_imported) = jax_results
+    assert not torch_imported
+    assert result["framework"] == "jax" and result["method"] == "none" and result["teacher"] is None
+    assert result["num_train"] == 32 and result["steps_per_epoch"] == 4 and result["steps_per_call"] == 2
+    assert result["images_per_second"] > 0
+    assert result["images_per_second"] == pytest.approx(32 / result["median_epoch_seconds"])
+
+
+def test_step_throughput_torch_when_installed(torch_process):
+    pytest.importorskip("torch")
+    result, torch_imported = finish(torch_process)
+    assert torch_imported and result["framework"] == "torch" and result["compile"] is False
+    assert result["images_per_second"] > 0 and result["torch_version"]
+
+
+def test_bad_arguments_exit_with_an_error():
+    process = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "benchmarks", "step_throughput.py"),
+                              "--framework", "jax", "--repeats", "0", "--json"], capture_output=True, text=True,
+                             cwd=REPO_ROOT, timeout=120)
+    assert process.returncode != 0 and "error" in process.stderr
