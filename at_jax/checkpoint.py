@@ -36,7 +36,8 @@ class Checkpointer:
                                       keep_checkpoints_without_metrics=False),
         ])
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=policy, create=not read_only, read_only=read_only,
+            preservation_policy=policy, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="max",
+            create=not read_only, read_only=read_only,
             enable_async_checkpointing=False, cleanup_tmp_directories=not read_only)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 

@@ -1,0 +1,45 @@
+"""orbax checkpoints: the last few plus the best are kept; restore onto a target; teacher loading."""
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from at_jax.checkpoint import CheckpointError, Checkpointer, abstract_like, load_teacher
+
+
+def _state(value):
+    return {"step": jnp.asarray(value, jnp.int32), "params": {"model": {"w": jnp.full((3,), value, jnp.float32)}},
+            "batch_stats": {"mean": jnp.zeros((3,))}, "opt_state": (jnp.ones(()),), "rng": jnp.zeros((2,), jnp.uint32)}
+
+
+def test_keeps_last_few_and_best(tmp_path):
+    checkpointer = Checkpointer(str(tmp_path), keep=2)
+    for step, accuracy in zip(range(1, 6), [0.1, 0.9, 0.2, None, 0.3]):
+        checkpointer.save(step, _state(step), metrics=None if accuracy is None else {"accuracy": accuracy})
+    assert sorted(checkpointer.all_steps()) == [2, 4, 5]
+    assert checkpointer.best_step() == 2
+    restored = checkpointer.restore(4, abstract_like(_state(0)))
+    np.testing.assert_array_equal(restored["params"]["model"]["w"], np.full((3,), 4.0))
+    assert restored["params"]["model"]["w"].dtype == jnp.float32
+
+
+def test_load_teacher_reads_config_and_params(tmp_path):
+    Checkpointer(str(tmp_path)).save(7, _state(7))
+    (tmp_path / "config.json").write_text(json.dumps({"model": "wrn-10-1", "num_classes": 10}))
+    teacher = load_teacher(str(tmp_path))
+    assert teacher.step == 7 and teacher.config["model"] == "wrn-10-1"
+    np.testing.assert_array_equal(np.asarray(teacher.params["w"]), np.full((3,), 7.0))
+
+
+def test_load_teacher_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="teacher"):
+        load_teacher("")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_teacher(str(tmp_path / "missing"))
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_teacher(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        load_teacher(str(tmp_path))
