@@ -169,6 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             {"params": teacher.params, **({"batch_stats": teacher.batch_stats} if teacher.batch_stats else {})},
             mesh)
     transform, schedule = make_optimizer(config.optimizer, total_steps)
+    pad, flip = augmentation(config, dataset)
 
     os.makedirs(workdir, exist_ok=True)
     is_chief = jax.process_index() == 0
@@ -201,7 +202,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
     data = device_data(dataset, eval_chunk, mesh)
-    pad, flip = augmentation(config, dataset)
     step_config = StepConfig(total_steps=total_steps, pad=pad, flip=flip, mean=dataset.mean,
                              std=dataset.std, compute_dtype=dtype, teacher_dtype=teacher_dtype,
                              **gradient_weights)
