@@ -80,6 +80,7 @@ def curves_figure(workdirs: Sequence[str], out: str, *, metrics: Sequence[str] =
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    from matplotlib.lines import Line2D  # pylint: disable=import-outside-toplevel
 
     runs = read_runs(workdirs)
     panels = list(metrics) or curve_panels(runs)
@@ -92,18 +93,20 @@ def curves_figure(workdirs: Sequence[str], out: str, *, metrics: Sequence[str] =
     rows = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(rows, columns, squeeze=False, figsize=(width / dpi, height / dpi), dpi=dpi)
     for axis, name in zip(axes.flat, panels):
-        for label, records in runs.items():
+        for index, (label, records) in enumerate(runs.items()):   # one colour per run in every panel
             points = sorted((record["step"], record[name]) for record in records if name in record)
             if points:
                 steps, values = zip(*points)
-                axis.plot(steps, values, label=label, marker="o" if len(points) < 3 else None, markersize=3)
+                axis.plot(steps, values, label=label, color=f"C{index % 10}",
+                          marker="o" if len(points) < 3 else None, markersize=3)
         axis.set_title(PANEL_TITLES.get(name, name), fontsize=9)
         axis.set_xlabel("step", fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(panels):]:
         axis.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    handles = [Line2D([], [], color=f"C{index % 10}") for index in range(len(runs))]
+    axes.flat[0].legend(handles, list(runs), fontsize=7)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()

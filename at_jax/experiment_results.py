@@ -100,9 +100,16 @@ def _number(value: float | None) -> str:
     return DASH if value is None else f"{value:.2f}"
 
 
+def format_count(count: int) -> str:
+    """A parameter count as the paper prints it: 0.69M; small ones as 7.8k or 514."""
+    if count >= 10_000:
+        return f"{count / 1e6:.2f}M"
+    return f"{count / 1e3:.1f}k" if count >= 1000 else str(count)
+
+
 def _model_cell(model: str | None, parameters: Mapping[str, int]) -> str:
     count = parameters.get(model or "")
-    return f"{model} ({count / 1e6:.2f}M)" if count else str(model)
+    return f"{model} ({format_count(count)})" if count else str(model)
 
 
 def format_cell(result: Mapping) -> str:
@@ -124,7 +131,8 @@ def format_markdown(results: Mapping) -> str:
     lines = [f"# {results['name']}", ""]
     if results["description"]:
         lines += [results["description"], ""]
-    lines += [f"Test error (%) on {results['dataset']}: median over {len(results['seeds'])} seeds "
+    num_seeds = len(results["seeds"])
+    lines += [f"Test error (%) on {results['dataset']}: median over {num_seeds} seed{'s' * (num_seeds != 1)} "
               f"(min{DASH}max); the teacher is one run.", ""]
     header = ["", "student net", "teacher net"] + [m["label"] for m in methods.values()] + ["teacher"]
     lines.append("| " + " | ".join(header) + " |")

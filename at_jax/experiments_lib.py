@@ -24,11 +24,16 @@ import json
 import os
 from typing import Any, Callable, Mapping
 
+import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 from at_jax import experiment_results
+from at_jax.checkpoint import load_teacher
+from at_jax.data import load_dataset
 from at_jax.pipeline import TRANSFER_KEYS
+from at_jax.trainer import train_and_evaluate
 
 TEACHER = "teacher"
 # Run-config keys that may differ between an existing run and this experiment without making it another
@@ -93,6 +98,8 @@ def method_order(config: ml_collections.ConfigDict) -> list[str]:
     unknown = [name for name in names if name not in config.methods]
     if unknown:
         raise ExperimentError(f"unknown method {unknown[0]!r} in method_order; valid: {', '.join(config.methods)}")
+    if TEACHER in names:
+        raise ExperimentError(f"{TEACHER!r} is reserved for the teacher run; rename that method")
     if len(set(names)) != len(names):
         raise ExperimentError(f"method_order lists a method twice: {order}")
     return names
@@ -135,6 +142,8 @@ def teacher_run(config: ml_collections.ConfigDict, workdir: str) -> PlannedRun:
         if key in run.loss:
             run.loss[key] = 0.0
     apply_overrides(run, config.teacher_overrides, "teacher_overrides")
+    if run.model != config.base.teacher.model:
+        raise ExperimentError("set the teacher's model with base.teacher.model, not teacher_overrides.model")
     run.run_name = TEACHER
     directory = config.teacher_workdir or os.path.join(workdir, TEACHER)
     return PlannedRun(TEACHER, config.teacher_seed, directory, run)
@@ -179,7 +188,6 @@ class StepCounter:
             return int(run_config.num_train_steps)
         key = json.dumps(run_config.dataset.to_dict(), sort_keys=True, default=str)
         if key not in self._num_train:
-            from at_jax.data import load_dataset  # pylint: disable=import-outside-toplevel
             dataset_config = run_config.dataset
             options = {k: v for k, v in dataset_config.items() if k not in ("name", "data_dir", "seed")}
             data_dir = os.path.expanduser(dataset_config.data_dir) if dataset_config.data_dir else None
@@ -235,11 +243,6 @@ def finished_summary(run: PlannedRun, total_steps: int) -> dict | None:
     return None
 
 
-def default_train_fn(run_config: ml_collections.ConfigDict, workdir: str) -> dict:
-    from at_jax.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
-    return train_and_evaluate(run_config, workdir)
-
-
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn: TrainFn | None = None,
                    on_run: Callable[[int, int, PlannedRun, bool], None] | None = None) -> dict:
     """Trains every planned run not yet finished, in order, and returns the results dict.
@@ -248,7 +251,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn:
     done)`` is called before each run (``done``: finished earlier, will be skipped). ``DIR/results.json``
     and ``DIR/results.md`` are rewritten after every run.
     """
-    train_fn = train_fn or default_train_fn
+    train_fn = train_fn or train_and_evaluate
+    is_chief = jax.process_index() == 0
     runs = plan(config, workdir)
     if config.teacher_workdir:
         runs = runs[1:]  # an existing teacher: not ours to train
@@ -271,15 +275,13 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn:
             summary = train_fn(run.config, run.workdir)
         summaries[(run.method, run.seed)] = summary
         results = collect_results(config, workdir, summaries, parameter_counts)
-        experiment_results.write_results(workdir, results)
+        if is_chief:
+            experiment_results.write_results(workdir, results)
     return results
 
 
 def count_parameters(run_workdir: str) -> int | None:
     """The number of model parameters in the newest checkpoint of a run (None when unreadable)."""
-    from at_jax.checkpoint import load_teacher  # pylint: disable=import-outside-toplevel
-    import jax  # pylint: disable=import-outside-toplevel
-    import numpy as np  # pylint: disable=import-outside-toplevel
     try:
         params = load_teacher(run_workdir).params
     except Exception:  # pylint: disable=broad-except  (a count is optional in the table)

@@ -11,6 +11,7 @@ import pytest
 
 from at_jax import experiment_results, experiments_lib
 from at_jax.experiments_lib import ExperimentError, run_experiment
+from experiment_utils import compilation_cache, register_tiny_cnn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,12 +37,22 @@ class CountingTrainer:
         return train_and_evaluate(run_config, workdir)
 
 
+def tiny_experiment():
+    """configs/experiments/smoke.py (configs/tiny.py data, none/at x 2 seeds, 4 steps) with tiny CNNs."""
+    register_tiny_cnn()
+    config = experiment_config()
+    config.base.model = "tiny-cnn-4"
+    config.base.teacher.model = "tiny-cnn-8"
+    return config
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """The smoke experiment (tiny WRN-10-1, none/at x 2 seeds, 4 steps), trained once for this module."""
+    """The tiny experiment, trained once for this module."""
     workdir = str(tmp_path_factory.mktemp("experiment"))
     trainer = CountingTrainer()
-    results = run_experiment(experiment_config(), workdir, train_fn=trainer)
+    with compilation_cache(str(tmp_path_factory.mktemp("jax_cache"))):
+        results = run_experiment(tiny_experiment(), workdir, train_fn=trainer)
     return workdir, results, trainer
 
 
@@ -82,8 +93,9 @@ def test_results_hold_the_median_over_seeds(finished):
     assert results["teacher"]["error"] == pytest.approx(teacher_error)
     table_row = next(line for line in markdown.splitlines() if line.startswith("| at_jax |"))
     assert table_row.endswith(f"| {teacher_error:.2f} |")
-    assert "wrn-10-1 (0.08M)" in table_row   # 77,850 parameters
-    assert results["parameters"]["wrn-10-1"] == 77850
+    # tiny-cnn-W: conv 3x3x3xW + W, conv 3x3xWx2W + 2W, BN 2x2W, dense 2Wx10 + 10.
+    assert results["parameters"] == {"tiny-cnn-4": 514, "tiny-cnn-8": 1594}
+    assert "| at_jax | tiny-cnn-4 (514) | tiny-cnn-8 (1.6k) |" in table_row
 
 
 def test_second_invocation_trains_nothing(finished):
@@ -91,7 +103,7 @@ def test_second_invocation_trains_nothing(finished):
     summary = os.path.join(workdir, "at", "seed_0", "summary.json")
     before = os.stat(summary).st_mtime_ns
     trainer = CountingTrainer()
-    again = run_experiment(experiment_config(), workdir, train_fn=trainer)
+    again = run_experiment(tiny_experiment(), workdir, train_fn=trainer)
     assert trainer.runs == []
     assert os.stat(summary).st_mtime_ns == before
     assert again["methods"] == results["methods"]
@@ -99,7 +111,7 @@ def test_second_invocation_trains_nothing(finished):
 
 def test_changed_settings_are_refused_not_overwritten(finished):
     workdir, _, _ = finished
-    config = experiment_config()
+    config = tiny_experiment()
     config.methods.at.at_beta = 10.0
     with pytest.raises(ExperimentError, match=r"at/seed_0 holds a run with other settings \(loss.at_beta"):
         run_experiment(config, workdir, train_fn=lambda *_: pytest.fail("trained"))
@@ -179,7 +191,8 @@ def test_method_overrides_start_from_no_transfer():
     assert gradient["min_l2/seed_0"].config.loss.grad_penalty_beta == 1e3
     assert gradient["min_l2/seed_0"].config.model_kwargs.relu_before_pool is False
     mapping = {run.name: run for run in experiments_lib.plan(experiment_config("table2_mapping"), "/x")}
-    assert (mapping["f_max^2/seed_0"].config.loss.at_reduce, mapping["f_sum^4/seed_0"].config.loss.at_p) == ("max", 4.0)
+    assert mapping["f_max^2/seed_0"].config.loss.at_reduce == "max"
+    assert mapping["f_sum^4/seed_0"].config.loss.at_p == 4.0
 
 
 def test_bad_method_names_and_keys_are_user_errors():

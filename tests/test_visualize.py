@@ -10,19 +10,24 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from at_jax import curves, figures, visualize
+from at_jax import attention_map, curves, figures, visualize
+from experiment_utils import compilation_cache, register_tiny_cnn
 from trainer_utils import REPO, tiny_config
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A tiny teacher and a student trained from it with AT (WRN-10-1, 16x16 synthetic, 4 steps)."""
+    """configs/tiny.py (16x16 synthetic data, 4 steps): a tiny-cnn-8 teacher and a tiny-cnn-4 student
+    trained from it with AT."""
     from at_jax.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
+    register_tiny_cnn()
     root = tmp_path_factory.mktemp("visualize")
     teacher, student = str(root / "teacher"), str(root / "student_at")
-    common = {"num_train_steps": 4, "eval_every_steps": 2, "tensorboard": False}
-    train_and_evaluate(tiny_config(**common), teacher)
-    train_and_evaluate(tiny_config(**common, **{"loss.at_beta": 1e3, "teacher.workdir": teacher}), student)
+    common = {"num_train_steps": 4, "eval_every_steps": 2, "tensorboard": False, "teacher.model": "tiny-cnn-8"}
+    with compilation_cache(str(tmp_path_factory.mktemp("jax_cache"))):
+        train_and_evaluate(tiny_config(model="tiny-cnn-8", **common), teacher)
+        train_and_evaluate(tiny_config(model="tiny-cnn-4", **common,
+                                       **{"loss.at_beta": 1e3, "teacher.workdir": teacher}), student)
     return teacher, student, root
 
 
@@ -40,17 +45,17 @@ def test_attention_figure_student_beside_its_teacher(runs, capsys):
     out = str(root / "attention.png")
     visualize.main([f"--workdir={student}", f"--out={out}", "--num-images=2"])
     pixels = read_png(out)
-    # 2 rows; 1 image column + 3 student groups + 3 teacher groups (the run's own teacher), 160 px each.
-    assert pixels.shape[:2] == figures.figure_pixels(2, 7, 100) == (320, 1120)
+    # 2 rows; 1 image column + 2 student groups + 2 teacher groups (the run's own teacher), 160 px each.
+    assert pixels.shape[:2] == figures.figure_pixels(2, 5, 100) == (320, 800)
     assert_not_blank(pixels)
-    assert "1120x320 px" in capsys.readouterr().out
+    assert "800x320 px" in capsys.readouterr().out
 
 
 def test_attention_figure_without_teacher_and_dpi(runs):
     _, student, root = runs
     out = str(root / "student_only.png")
     visualize.main([f"--workdir={student}", f"--out={out}", "--num-images=3", "--no-teacher", "--dpi=50"])
-    assert read_png(out).shape[:2] == (3 * 80, 4 * 80)
+    assert read_png(out).shape[:2] == (3 * 80, 3 * 80)
 
 
 def test_attention_maps_match_the_library(runs):
@@ -60,8 +65,10 @@ def test_attention_maps_match_the_library(runs):
     inputs = (images / 255.0 - np.asarray(mean)) / np.asarray(std)
     logits, columns = figures.attention_columns(run.model, run.variables, jnp.asarray(inputs, jnp.float32))
     assert logits.shape == (2, 10)
-    assert [title for title, _ in columns] == ["group 1", "group 2", "group 3"]
-    assert [maps.shape for _, maps in columns] == [(2, 16, 16), (2, 8, 8), (2, 4, 4)]
+    assert [title for title, _ in columns] == ["group 1", "group 2"]
+    assert [maps.shape for _, maps in columns] == [(2, 16, 16), (2, 8, 8)]
+    features = run.model.apply(run.variables, jnp.asarray(inputs, jnp.float32), train=False)[1]
+    np.testing.assert_allclose(columns[1][1].reshape(2, -1), attention_map(features[1]), rtol=1e-6)
     for _, maps in columns:   # l2-normalised over positions
         np.testing.assert_allclose(np.sqrt((maps.reshape(2, -1) ** 2).sum(-1)), 1.0, rtol=1e-5)
 
@@ -124,5 +131,6 @@ def test_user_errors_are_one_line_exit_2(tmp_path):
     assert missing.stderr == "at_jax: error: the following arguments are required: --workdir\n"
     not_a_run = run_visualize("curves", f"--workdir={tmp_path}", f"--out={tmp_path}/c.png")
     assert not_a_run.returncode == 2
-    assert not_a_run.stderr == f"at_jax: error: {tmp_path} has no metrics.jsonl: it is not the workdir of an at_jax run\n"
+    assert not_a_run.stderr == (f"at_jax: error: {tmp_path} has no metrics.jsonl: it is not the workdir of "
+                                "an at_jax run\n")
     assert not os.path.exists(tmp_path / "c.png")

@@ -8,6 +8,8 @@ this data set.
 from at_jax.default_config import get_config as get_base_config
 from at_jax.experiments_lib import make_experiment_config
 
+DESCRIPTION = ("Cluttered scikit-learn digits (offline), a WRN-16-2 teacher and WRN-16-1 students with "
+               "none / AT / KD / AT+KD (at_jax/default_config.py's recipe); no paper numbers for this data set.")
 METHODS = {
     "none": {},
     "at": {"at_beta": 1e3},
@@ -19,4 +21,4 @@ METHODS = {
 def get_config():
     base = get_base_config()
     return make_experiment_config(base, name="digits: WRN-16-2 -> WRN-16-1",
-                                  methods=METHODS, seeds=5, description=__doc__.split("\n", 1)[0])
+                                  methods=METHODS, seeds=5, description=DESCRIPTION)
