@@ -6,6 +6,18 @@ Real images that ship inside scikit-learn, placed at random positions on a clutt
 """
 import ml_collections
 
+DIGITS_OPTIONS = ("canvas_size", "scale")
+
+
+def set_dataset(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """Points ``config`` at dataset ``name``, dropping the embedded digits set's generator options."""
+    config.dataset.name = name
+    if name != "digits":
+        for option in DIGITS_OPTIONS:
+            if option in config.dataset:
+                del config.dataset[option]
+    return config
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -18,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 500
     config.checkpoint_every_steps = 100
     config.keep_checkpoints = 3
-    config.steps_per_call = 10           # train steps per compiled call (one lax.scan); 1 = host drives each
+    config.steps_per_call = 0            # train steps per compiled call (one lax.scan); 0 = 1 on CPU, 10 else
     config.model = "wrn-16-1"
     config.model_kwargs = ml_collections.ConfigDict()   # extra keyword options of the model (registry)
     config.compute_dtype = "float32"     # "bfloat16": bf16 compute, float32 parameters and optimizer
@@ -32,6 +44,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.dataset.name = "digits"
     config.dataset.data_dir = ""
     config.dataset.seed = 0              # the data (canvas placement) seed, separate from the run seed
+    # Further dataset keys are options of the dataset's generator (here: the cluttered-digits canvas).
+    config.dataset.canvas_size = 24
+    config.dataset.scale = 1
 
     config.teacher = ml_collections.ConfigDict()
     config.teacher.model = "wrn-16-2"

@@ -45,15 +45,17 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _images_by_stem(folder: str) -> dict[str, str]:
+    return {os.path.splitext(name)[0]: os.path.join(folder, name) for name in sorted(os.listdir(folder))
+            if name.lower().endswith(IMAGE_EXTENSIONS)}
+
+
 def pair_files(image_dir: str, mask_dir: str) -> list[tuple[str, str, str]]:
     """``(stem, image_path, mask_path)`` for each image, sorted by stem; raises if any mask is missing."""
     for name, folder in (("--images", image_dir), ("--masks", mask_dir)):
         if not folder or not os.path.isdir(folder):
             raise SegmentError(f"{name} must be an existing folder, got {folder!r}")
-    images = {os.path.splitext(name)[0]: os.path.join(image_dir, name) for name in sorted(os.listdir(image_dir))
-              if name.lower().endswith(IMAGE_EXTENSIONS)}
-    masks = {os.path.splitext(name)[0]: os.path.join(mask_dir, name) for name in sorted(os.listdir(mask_dir))
-             if name.lower().endswith(IMAGE_EXTENSIONS)}
+    images, masks = _images_by_stem(image_dir), _images_by_stem(mask_dir)
     if not images:
         raise SegmentError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {image_dir}")
     missing = sorted(set(images) - set(masks))
@@ -76,13 +78,14 @@ class ModelAttention:
     """Attention maps of a trained run: ``maps(images uint8 list) -> list of (h, w) arrays``."""
 
     def __init__(self, workdir: str, level: int, source: str, image_size: int):
-        import jax  # pylint: disable=import-outside-toplevel
-        import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+        # pylint: disable=import-outside-toplevel
+        import jax
+        import jax.numpy as jnp
 
-        from at_jax import models  # pylint: disable=import-outside-toplevel
-        from at_jax.attention import attention_map  # pylint: disable=import-outside-toplevel
-        from at_jax.checkpoint import Checkpointer, read_saved_config  # pylint: disable=import-outside-toplevel
-        from at_jax.models import cra, vgg_att  # noqa: F401  pylint: disable=import-outside-toplevel
+        from at_jax import models
+        from at_jax.attention import attention_map
+        from at_jax.checkpoint import Checkpointer, read_saved_config
+        from at_jax.models import cra, vgg_att  # noqa: F401  (registers their names)
 
         if not os.path.isdir(workdir):
             raise SegmentError(f"workdir {workdir} does not exist")
@@ -99,6 +102,10 @@ class ModelAttention:
                                f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
         if state is None:
             raise SegmentError(f"workdir {workdir} has no checkpoints: train the model first")
+        if not isinstance(state, dict) or "model" not in state.get("params", {}):
+            raise SegmentError(f"checkpoint in {workdir} is not an at_jax train state")
+        if "model" not in config or "num_classes" not in config:
+            raise SegmentError(f"{workdir}/config.json names no model or class count")
         self.model = models.create(config["model"], int(config["num_classes"]))
         self.variables = {"params": state["params"]["model"]}
         if state.get("batch_stats"):
@@ -113,20 +120,29 @@ class ModelAttention:
             activation_maps = tuple(attention_map(f, normalize="l1").reshape(f.shape[:3]) for f in features)
             return sown_maps, activation_maps
 
+        sample = jnp.zeros((1, self.image_size, self.image_size, 3), jnp.float32)
+        try:
+            sown_shapes, activation_shapes = jax.eval_shape(forward, self.variables, sample)
+        except Exception as error:  # shape or structure mismatch between the run and these variables
+            size = f"{self.image_size}x{self.image_size}"
+            raise SegmentError(f"cannot run {self.name!r} from {workdir} on {size} images: "
+                               f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
+        if source == "ltpa" and not sown_shapes:
+            raise SegmentError(f"model {self.name!r} sows no attention maps; use --source=activation")
+        available = len(sown_shapes if sown_shapes and source != "activation" else activation_shapes)
+        if not -available <= level < available:
+            raise SegmentError(f"--level={level} is out of range: the model gives {available} maps")
         self._forward = jax.jit(forward)
         self._jnp = jnp
 
     def maps(self, images: list) -> list[np.ndarray]:
         from PIL import Image  # pylint: disable=import-outside-toplevel
         size = (self.image_size, self.image_size)
-        batch = np.stack([np.asarray(image.resize(size, Image.Resampling.BILINEAR), np.float32) for image in images])
+        batch = np.stack([np.asarray(image.resize(size, Image.Resampling.BILINEAR), np.float32)
+                          for image in images])
         x = (batch / 255.0 - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         sown_maps, activation_maps = self._forward(self.variables, self._jnp.asarray(x))
-        if self.source == "ltpa" and not sown_maps:
-            raise SegmentError(f"model {self.name!r} sows no attention maps; use --source=activation")
         chosen = sown_maps if sown_maps and self.source != "activation" else activation_maps
-        if not -len(chosen) <= self.level < len(chosen):
-            raise SegmentError(f"--level={self.level} is out of range: the model gives {len(chosen)} maps")
         return list(np.asarray(chosen[self.level]))
 
 
@@ -147,7 +163,8 @@ def _preprocessing(config: dict) -> tuple[tuple, tuple, int]:
 def evaluate(pairs: list[tuple[str, str, str]], model: ModelAttention | None, threshold: float | None,
              top_fraction: float | None, batch_size: int) -> dict[str, float]:
     """Jaccard index per image stem."""
-    from at_jax.segmentation import color_contrast_saliency, segmentation_jaccard  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from at_jax.segmentation import color_contrast_saliency, segmentation_jaccard
     scores = {}
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
@@ -170,9 +187,6 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.ERROR)
-    from at_jax.checkpoint import CheckpointError  # pylint: disable=import-outside-toplevel
-    from at_jax.data import DatasetError  # pylint: disable=import-outside-toplevel
-
     threshold, top_fraction = FLAGS.threshold, FLAGS.top_fraction
     if threshold is not None and top_fraction is not None:
         fail("give at most one of --threshold and --top_fraction")
@@ -186,6 +200,13 @@ def main(argv: list[str]) -> None:
         fail("--batch_size must be >= 1 and --image_size >= 0")
     try:
         pairs = pair_files(FLAGS.images, FLAGS.masks)
+    except SegmentError as error:
+        fail(error)
+    # Imported here so that input errors come back before JAX starts.
+    from at_jax.checkpoint import CheckpointError  # pylint: disable=import-outside-toplevel
+    from at_jax.data import DatasetError  # pylint: disable=import-outside-toplevel
+
+    try:
         model = (ModelAttention(FLAGS.workdir, FLAGS.level, FLAGS.source, FLAGS.image_size)
                  if FLAGS.workdir else None)
         scores = evaluate(pairs, model, threshold, top_fraction, FLAGS.batch_size)

@@ -136,7 +136,8 @@ def make_multi_step(step: Callable) -> Callable:
     """``(state, metric_sums, teacher_variables, data, indices[K, B]) -> (state, metric_sums)``.
 
     K train steps in one compiled ``lax.scan``, so the host does not drive every step; metrics are summed
-    on the device until the host reads them at a log step.
+    on the device until the host reads them at a log step. K = 1 calls the step without a loop: XLA:CPU
+    runs convolutions inside a loop body many times slower (jax-ml/jax#12868), so CPU runs use K = 1.
     """
 
     def multi_step(state, metric_sums, teacher_variables, data, indices):
@@ -145,7 +146,10 @@ def make_multi_step(step: Callable) -> Callable:
             current_state, metrics = step(current_state, teacher_variables, data, step_indices)
             return (current_state, jax.tree.map(jnp.add, sums, metrics)), None
 
-        (state, metric_sums), _ = jax.lax.scan(body, (state, metric_sums), indices)
+        if indices.shape[0] == 1:
+            (state, metric_sums), _ = body((state, metric_sums), indices[0])
+        else:
+            (state, metric_sums), _ = jax.lax.scan(body, (state, metric_sums), indices)
         return state, metric_sums
 
     return multi_step

@@ -37,7 +37,7 @@ def synthetic_train_set(num_train: int, seed: int = 0):
     return load_dataset("synthetic", seed=seed, num_train=num_train, num_test=1, image_size=32)
 
 
-def run_jax(args: argparse.Namespace, dataset) -> dict:
+def run_jax(args: argparse.Namespace, dataset) -> tuple[dict, list[float]]:
     import jax
     import jax.numpy as jnp
 
@@ -47,7 +47,8 @@ def run_jax(args: argparse.Namespace, dataset) -> dict:
     steps_per_call = min(args.steps_per_call, steps_per_epoch)
     jax_step = jax_reference.make_jax_step(
         args.student, args.teacher, args.method, num_classes=NUM_CLASSES, dtype=args.dtype,
-        steps_per_call=steps_per_call, pad=dataset.pad, flip=dataset.flip, mean=dataset.mean, std=dataset.std,
+        steps_per_call=steps_per_call, scan_unroll=args.scan_unroll, pad=dataset.pad, flip=dataset.flip,
+        mean=dataset.mean, std=dataset.std,
         total_steps=(args.epochs + 1) * steps_per_epoch)
     data = jax.device_put({"train_images": dataset.train_images,
                            "train_labels": dataset.train_labels.astype(np.int32)})
@@ -74,8 +75,9 @@ def run_jax(args: argparse.Namespace, dataset) -> dict:
         run_call(indices)  # compiles the remainder shape too, outside the timing
     epoch_seconds = common.time_calls(lambda: [run_call(i) for i in chunks_of_epoch()], warmup=0,
                                       repeats=args.epochs)
-    result = {"jax_version": jax.__version__, "device": str(jax.devices()[0]), "backend": jax.default_backend(),
-              "steps_per_call": steps_per_call, "device_peak_bytes": jax_reference.device_peak_bytes(), **facts}
+    result = {"jax_version": jax.__version__, "device": str(jax.devices()[0]),
+              "backend": jax.default_backend(), "steps_per_call": steps_per_call,
+              "device_peak_bytes": jax_reference.device_peak_bytes(), **facts}
     if facts.get("flops_per_call"):
         step_flops = facts["flops_per_call"] / steps_per_call
         result["flops_per_step"] = step_flops
@@ -116,7 +118,7 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed((torch.initial_seed() + worker_id) % 2**32)
 
 
-def run_torch(args: argparse.Namespace, dataset) -> dict:
+def run_torch(args: argparse.Namespace, dataset) -> tuple[dict, list[float]]:
     import torch
 
     from benchmarks import torch_reference
@@ -171,7 +173,8 @@ def run(args: argparse.Namespace) -> dict:
               "teacher": None if args.method == "none" else args.teacher, "method": args.method,
               "batch_size": args.batch_size, "dtype": args.dtype, "num_train": args.num_train,
               "compile": bool(args.compile) if args.framework == "torch" else True,
-              "steps_per_epoch": steps_per_epoch, "epochs": args.epochs, "warmup": args.warmup,
+              "steps_per_epoch": steps_per_epoch, "scan_unroll": args.scan_unroll, "epochs": args.epochs,
+              "warmup": args.warmup,
               "epoch_seconds": epoch_seconds, "median_epoch_seconds": seconds,
               "median_step_seconds": seconds / steps_per_epoch,
               "images_per_second": steps_per_epoch * args.batch_size / seconds,
@@ -195,6 +198,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="torch: DataLoader worker processes")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls (jax) / batches (torch) first")
+    parser.add_argument("--scan-unroll", action="store_true",
+                        help="jax, K > 1: fully unrolled lax.scan instead of at_jax.steps.make_multi_step")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser.parse_args(argv)
 

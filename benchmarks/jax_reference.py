@@ -62,10 +62,14 @@ class JaxStep:
 
 def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes: int, dtype: str,
                   steps_per_call: int, pad: int, flip: bool, mean, std, total_steps: int = 100_000,
-                  image_shape: tuple[int, int, int] = (32, 32, 3), seed: int = 0) -> JaxStep:
+                  image_shape: tuple[int, int, int] = (32, 32, 3), seed: int = 0,
+                  scan_unroll: bool = False) -> JaxStep:
     """The library step for ``method`` (see :data:`METHODS`), jitted with donation.
 
     ``pad``/``flip`` are the in-step augmentation (0/False: none, the step-throughput setting).
+    ``scan_unroll`` (prototype, K > 1 only) replaces ``make_multi_step`` by the same scan fully unrolled:
+    on XLA:CPU the weight- and input-gradient convolutions inside a ``while`` body are not canonicalised
+    and fall back to a generic loop emitter, 10-20x slower than in straight-line code.
     """
     fields, grad_at_beta = loss_config(method)
     objective = build_objective(fields)
@@ -99,8 +103,25 @@ def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes
     metric_shapes = jax.eval_shape(single_step, state, teacher_variables, data_shape,
                                    jax.ShapeDtypeStruct((1,), jnp.int32))[1]
     metric_sums = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
-    return JaxStep(jax.jit(make_multi_step(single_step), donate_argnums=(0, 1)), state, teacher_variables,
-                   metric_sums, steps_per_call)
+    multi_step = unrolled_multi_step(single_step) if scan_unroll else make_multi_step(single_step)
+    return JaxStep(jax.jit(multi_step, donate_argnums=(0, 1)), state, teacher_variables, metric_sums,
+                   steps_per_call)
+
+
+def unrolled_multi_step(step: Any) -> Any:
+    """``at_jax.steps.make_multi_step`` with ``lax.scan(..., unroll=True)`` (K copies of the step in
+    straight-line code: K times the compile time, no ``while`` loop)."""
+
+    def multi_step(state, metric_sums, teacher_variables, data, indices):
+        def body(carry, step_indices):
+            current_state, sums = carry
+            current_state, metrics = step(current_state, teacher_variables, data, step_indices)
+            return (current_state, jax.tree.map(jnp.add, sums, metrics)), None
+
+        (state, metric_sums), _ = jax.lax.scan(body, (state, metric_sums), indices, unroll=True)
+        return state, metric_sums
+
+    return multi_step
 
 
 def compile_with_costs(jax_step: JaxStep, data: dict, indices: jax.Array) -> tuple[Any, dict]:

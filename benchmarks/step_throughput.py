@@ -23,14 +23,15 @@ from benchmarks import common  # noqa: E402
 NUM_CLASSES = 10
 
 
-def run_jax(args: argparse.Namespace) -> dict:
+def run_jax(args: argparse.Namespace) -> tuple[dict, float]:
     import jax
 
     from benchmarks import jax_reference
 
     jax_step = jax_reference.make_jax_step(
         args.student, args.teacher, args.method, num_classes=NUM_CLASSES, dtype=args.dtype,
-        steps_per_call=args.steps_per_call, pad=0, flip=False, mean=(0.5,) * 3, std=(0.25,) * 3)
+        steps_per_call=args.steps_per_call, scan_unroll=args.scan_unroll, pad=0, flip=False,
+        mean=(0.5,) * 3, std=(0.25,) * 3)
     data, indices = jax_reference.step_data(args.batch_size, args.steps_per_call, NUM_CLASSES)
     compiled, facts = jax_reference.compile_with_costs(jax_step, data, indices)
     seconds = common.time_calls(lambda: jax_step.call(data, indices, compiled), warmup=args.warmup,
@@ -46,7 +47,7 @@ def run_jax(args: argparse.Namespace) -> dict:
     return result, call_seconds
 
 
-def run_torch(args: argparse.Namespace) -> dict:
+def run_torch(args: argparse.Namespace) -> tuple[dict, float]:
     import torch
 
     from benchmarks import torch_reference
@@ -87,7 +88,8 @@ def run_one(args: argparse.Namespace) -> dict:
     result = {"benchmark": "step_throughput", "framework": args.framework, "student": args.student,
               "teacher": teacher, "method": args.method, "batch_size": args.batch_size, "dtype": args.dtype,
               "compile": bool(args.compile) if args.framework == "torch" else True,
-              "steps_per_call": args.steps_per_call, "repeats": args.repeats, "warmup": args.warmup,
+              "steps_per_call": args.steps_per_call, "scan_unroll": args.scan_unroll, "repeats": args.repeats,
+              "warmup": args.warmup,
               "median_step_seconds": step_seconds, "images_per_second": args.batch_size / step_seconds,
               "host_peak_rss_bytes": common.host_peak_rss_bytes(), **common.machine_facts(), **specific}
     result["load_average"] = common.load_average()  # after the run too: the load while it ran
@@ -160,12 +162,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--method", default="at", choices=["none", "at", "kd", "at+kd", "grad_at"])
     parser.add_argument("--framework", default="jax", choices=["jax", "torch"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile the torch loss (jax: always jit)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the torch loss (jax: always jit)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--steps-per-call", type=int, default=1,
                         help="jax: K steps in one compiled lax.scan; torch: K eager steps per timed call")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--scan-unroll", action="store_true",
+                        help="jax, K > 1: fully unrolled lax.scan instead of at_jax.steps.make_multi_step")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--all", action="store_true", help="run a list of configurations, print a table")
     parser.add_argument("--all-methods", default="none,at,kd,at+kd")

@@ -6,7 +6,7 @@ Methods: none | at | kd | at+kd | factt.
 """
 import ml_collections
 
-from at_jax.default_config import get_config as get_base_config
+from at_jax.default_config import get_config as get_base_config, set_dataset
 
 METHODS = ("none", "at", "kd", "at+kd", "factt")
 
@@ -28,7 +28,7 @@ def cifar_config(dataset: str, argument: str | None) -> ml_collections.ConfigDic
     values = parse_arguments(argument, {"student": "wrn-16-1", "teacher": "wrn-16-2", "method": "none"})
     config = get_base_config()
     config.pipeline = ""
-    config.dataset.name = dataset
+    set_dataset(config, dataset)
     config.dataset.data_dir = "~/tensorflow_datasets"
     config.model = values["student"]
     config.teacher.model = values["teacher"]

@@ -10,13 +10,17 @@ ARGS (all optional), e.g. ``model=resnet50-cra`` or
   teacher  a model name for transfer runs      (default resnet34-cra)
   method   none | at | kd | at+kd              (AT beta 1e3 on all four groups; KD T=4, alpha 0.9)
 
+The CRA grid is ``config.model_kwargs.cra_grid`` (7; set for -cra models).
+
 Recipe (standard ImageNet ResNet training, as in the AT paper's ImageNet runs): batch 256, SGD
 momentum 0.9, lr 0.1 x0.1 at epochs 30/60/90 of 100, weight decay 1e-4, RandomResizedCrop 224 +
-flip; eval resize 256, centre crop 224. Reported top-1/top-5 error: ResNet-50 24.20/7.15 ->
+flip; eval resize 256, centre crop 224; bf16 compute with float32 parameters. Reported top-1/top-5 error: ResNet-50 24.20/7.15 ->
 ResNet-50-CRA 22.77/6.47 (26.31M parameters).
 """
 import os
 import sys
+
+import ml_collections
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cifar import parse_arguments  # noqa: E402
@@ -34,8 +38,11 @@ def get_config(argument: str | None = None):
     config.pipeline = ""
     config.model = values["model"]
     config.teacher.model = values["teacher"]
-    config.dataset.name = "imagenet"
-    config.dataset.data_dir = "~/tensorflow_datasets"
+    if config.model.endswith("-cra"):
+        config.model_kwargs.cra_grid = 7
+    # a fresh dataset section: no generator options of the embedded default's dataset
+    config.dataset = ml_collections.ConfigDict({"name": "imagenet", "data_dir": "~/tensorflow_datasets",
+                                                "seed": 0})
     config.batch_size = 256
     steps_per_epoch = IMAGENET_TRAIN_IMAGES // config.batch_size
     config.num_epochs = 100

@@ -2,7 +2,7 @@
 
 ``python -m at_jax.train --config=configs/tiny.py --workdir=/tmp/tiny``
 """
-from at_jax.default_config import get_config as get_base_config
+from at_jax.default_config import get_config as get_base_config, set_dataset
 
 
 def get_config(argument: str | None = None):
@@ -11,7 +11,7 @@ def get_config(argument: str | None = None):
     config.pipeline = ""
     config.model = "wrn-10-1"
     config.teacher.model = "wrn-10-1"
-    config.dataset.name = "synthetic"
+    set_dataset(config, "synthetic")
     config.dataset.num_train = 64
     config.dataset.num_test = 40
     config.dataset.image_size = 16

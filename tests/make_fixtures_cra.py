@@ -49,9 +49,8 @@ def cra(y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, grid: int) ->
 
 
 def batch_norm_eval(x: torch.Tensor, state: dict, prefix: str) -> torch.Tensor:
-    return F.batch_norm(x, torch.from_numpy(state[f"{prefix}.running_mean"]),
-                        torch.from_numpy(state[f"{prefix}.running_var"]),
-                        torch.from_numpy(state[f"{prefix}.weight"]), torch.from_numpy(state[f"{prefix}.bias"]),
+    tensor = lambda key: torch.from_numpy(state[f"{prefix}.{key}"])  # noqa: E731
+    return F.batch_norm(x, tensor("running_mean"), tensor("running_var"), tensor("weight"), tensor("bias"),
                         training=False, eps=1e-5)
 
 
@@ -68,7 +67,8 @@ def main() -> None:
         weight = half(rng.normal(0.0, 1.0, size=(channels, 1, grid, grid)))
         bias = half(rng.normal(0.0, 0.5, size=(channels,)))
         result = cra(nchw(y), torch.from_numpy(weight), torch.from_numpy(bias), grid)
-        out.update({f"block/{name}/input": y.astype(np.float16), f"block/{name}/weight": weight.astype(np.float16),
+        out.update({f"block/{name}/input": y.astype(np.float16),
+                    f"block/{name}/weight": weight.astype(np.float16),
                     f"block/{name}/bias": bias.astype(np.float16),
                     f"block/{name}/output": nhwc(result).astype(np.float32)})
 

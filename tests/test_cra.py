@@ -33,9 +33,12 @@ def names(data, group: str) -> list[str]:
     return sorted({key.split("/")[1] for key in data.files if key.startswith(group + "/")})
 
 
+def param_shapes(model, size: int) -> dict:
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
+
+
 def count_params(model, size: int) -> int:
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
-    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes["params"]))
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(param_shapes(model, size)["params"]))
 
 
 def numpy_variables(model, x, seed: int = 0) -> dict:
@@ -151,7 +154,7 @@ def test_cra_adds_c_times_k2_plus_1_per_block(name, base, block_channels, classe
 
 def test_grid_defaults_and_option():
     def grids(model, size):
-        shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
+        shapes = param_shapes(model, size)
         return {leaf.shape[0] for path, leaf in jax.tree_util.tree_leaves_with_path(shapes["params"])
                 if "ChannelReassessment" in jax.tree_util.keystr(path) and path[-1].key == "kernel"}
 
@@ -174,7 +177,7 @@ def test_resnet_cra_shapes(name):
     logits, features = jax.eval_shape(functools.partial(model.apply, train=False), variables, x)
     expansion = 4 if name in ("resnet50-cra", "resnet101-cra") else 1
     assert logits.shape == (2, 1000) and logits.dtype == jnp.float32
-    assert [f.shape for f in features] == [(2, 16 // 2**i, 16 // 2**i, 64 * 2**i * expansion) for i in range(4)]
+    assert [f.shape for f in features] == [(2, 16 >> i, 16 >> i, 64 * expansion << i) for i in range(4)]
 
 
 def test_wrn_cra_forward_and_train_mode():
@@ -186,8 +189,8 @@ def test_wrn_cra_forward_and_train_mode():
     assert [f.shape for f in features] == [(4, 16, 16, 16), (4, 8, 8, 32), (4, 4, 4, 64)]
     # with every gate at 1 (zero kernel, large bias) the CRA model is the plain WRN with the same weights
     plain = create("wrn-10-1", 10)
-    plain_params = {name: ({k: v for k, v in value.items() if not k.startswith("ChannelReassessment")}
-                           if isinstance(value, dict) else value) for name, value in variables["params"].items()}
+    plain_params = {name: {k: v for k, v in value.items() if not k.startswith("ChannelReassessment")}
+                    for name, value in variables["params"].items()}
     plain_variables = {"params": plain_params, "batch_stats": variables["batch_stats"]}
     plain_logits, _ = jax.jit(functools.partial(plain.apply, train=False))(plain_variables, x)
     assert not np.allclose(np.asarray(plain_logits), np.asarray(logits), atol=1e-3)
@@ -196,3 +199,30 @@ def test_wrn_cra_forward_and_train_mode():
         if "ChannelReassessment" in jax.tree_util.keystr(path) else leaf, variables)
     open_logits, _ = jax.jit(functools.partial(model.apply, train=False))(open_gates, x)
     np.testing.assert_allclose(np.asarray(open_logits), np.asarray(plain_logits), rtol=1e-5, atol=1e-5)
+
+
+def load_config(name: str, argument: str | None = None):
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(argument)
+
+
+def test_cra_configs_name_valid_models_and_recipes():
+    cifar = load_config("cra_cifar", "student=wrn-16-1-cra,teacher=wrn-16-2-cra,method=at,dataset=cifar100")
+    assert (cifar.model, cifar.dataset.name, cifar.loss.at_beta) == ("wrn-16-1-cra", "cifar100", 1e3)
+    assert cifar.model_kwargs.cra_grid == 4 and tuple(cifar.optimizer.decay_at) == (0.3, 0.6, 0.8)
+    imagenet = load_config("cra_imagenet")
+    assert (imagenet.model, imagenet.dataset.name, imagenet.batch_size) == ("resnet50-cra", "imagenet", 256)
+    assert imagenet.model_kwargs.cra_grid == 7 and imagenet.optimizer.weight_decay == 1e-4
+    assert set(imagenet.dataset.keys()) == {"name", "data_dir", "seed"}
+    assert tuple(imagenet.optimizer.decay_at) == (0.3, 0.6, 0.9) and imagenet.optimizer.decay_factor == 0.1
+    for config in (cifar, imagenet):
+        model = create(config.model, 10, **config.model_kwargs.to_dict())
+        assert count_params(model, 32) > 0
+        create(config.teacher.model, 10)
+    assert not load_config("cra_cifar", "student=wrn-16-1").model_kwargs.to_dict()
+    with pytest.raises(ValueError):
+        load_config("cra_cifar", "dataset=svhn")

@@ -175,9 +175,12 @@ def test_concat_and_indep_classifiers(two_models):
 
 
 def test_attention_maps_helper():
-    model = create("vgg", 10)
     x = jnp.zeros((1, 8, 8, 3))
-    assert attention_maps(model, numpy_variables(model, x), x) == ()
+    for name, shapes in (("vgg", []), ("vgg-att2-indep-pc", [(1, 4, 4), (1, 2, 2)])):
+        model = create(name, 10)
+        variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))  # noqa: B023
+        maps = jax.eval_shape(functools.partial(attention_maps, model), variables, x)
+        assert isinstance(maps, tuple) and [m.shape for m in maps] == shapes
 
 
 # ------------------------------------------------------------------ the trainer
@@ -195,22 +198,40 @@ def test_cra_teacher_then_ltpa_student_with_attention_transfer(tmp_path, fast_pr
     from at_jax.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
     from trainer_utils import metrics_records, tiny_config  # pylint: disable=import-outside-toplevel
 
-    short = {"num_train_steps": 2, "log_every_steps": 1, "eval_every_steps": 0, "checkpoint_every_steps": 2,
-             "dataset.num_train": 32, "dataset.num_test": 16, "tensorboard": False}
+    short = {"num_train_steps": 1, "log_every_steps": 1, "eval_every_steps": 0, "checkpoint_every_steps": 1,
+             "steps_per_call": 1, "dataset.num_train": 16, "dataset.num_test": 16, "tensorboard": False}
     teacher_dir, student_dir = str(tmp_path / "teacher"), str(tmp_path / "student")
     summary = train_and_evaluate(tiny_config(model="wrn-10-1-cra", **short), teacher_dir)
-    assert summary["step"] == 2 and summary["model"] == "wrn-10-1-cra"
+    assert summary["step"] == 1 and summary["model"] == "wrn-10-1-cra"
 
     config = tiny_config(model="vgg-att2-concat-pc", **{"teacher.model": "wrn-10-1-cra",
                                                         "teacher.workdir": teacher_dir,
                                                         "loss.at_beta": 1e3, **short})
     summary = train_and_evaluate(config, student_dir)
-    assert summary["step"] == 2 and summary["teacher"] == "wrn-10-1-cra"
+    assert summary["step"] == 1 and summary["teacher"] == "wrn-10-1-cra"
     assert 0.0 <= summary["accuracy"] <= 1.0 and np.isfinite(summary["eval_loss"])
     records = [r for r in metrics_records(student_dir) if "train/total" in r]
-    assert len(records) == 2
+    assert len(records) == 1
     for record in records:
         assert record["train/at"] > 0 and np.isfinite(record["train/total"])
         assert record["train/total"] == pytest.approx(record["train/ce"] + 1e3 * record["train/at"], rel=1e-4)
     with open(os.path.join(student_dir, "config.json")) as file:
         assert json.load(file)["model"] == "vgg-att2-concat-pc"
+
+
+def test_ltpa_config_recipe():
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "ltpa_cifar.py")
+    spec = importlib.util.spec_from_file_location("ltpa_cifar", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("model=vgg-att2-concat-pc,dataset=cifar10")
+    assert (config.model, config.dataset.name, config.num_epochs) == ("vgg-att2-concat-pc", "cifar10", 300)
+    assert config.optimizer.decay_factor == 0.5 and config.optimizer.learning_rate == 0.1
+    assert [round(f * 300) for f in config.optimizer.decay_at] == list(range(25, 300, 25))
+    assert config.optimizer.weight_decay == 5e-4 and config.batch_size == 128 and config.loss.at_beta == 0
+    student = module.get_config("model=vgg,teacher=vgg-att3-concat-pc,method=at")
+    assert (student.model, student.teacher.model, student.loss.at_beta) == ("vgg", "vgg-att3-concat-pc", 1e3)
+    create(student.model, 100)
+    with pytest.raises(ValueError):
+        module.get_config("dataset=imagenet")
