@@ -13,29 +13,12 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from at_jax.cli import fail, parse_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Experiment directory: teacher/, <method>/seed_<s>/, results.*")
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/experiments/NAME.py).",
                                 lock_config=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """The one-line user error: ``at_jax: error: ...`` on stderr (as in ``at_jax.train``)."""
-    message = " ".join(str(message).split()) or "unknown error"
-    sys.stderr.write(f"at_jax: error: {message}\n")
-    sys.stderr.flush()
-    sys.exit(code)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with flag/config errors reported as one line and exit code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        fail(error)
-    except Exception as error:  # config file errors (missing file, bad override value, ...)
-        fail(f"{type(error).__name__}: {error}")
-    return []
 
 
 def announce(index: int, count: int, run, done: bool) -> None:

@@ -18,6 +18,8 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
+from at_jax.cli import fail, parse_flags
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm")
 SOURCES = ("auto", "ltpa", "activation")
 
@@ -36,13 +38,6 @@ flags.DEFINE_bool("per_image", False, "Also print each image's Jaccard index.")
 
 class SegmentError(ValueError):
     """Input the user can fix."""
-
-
-def fail(message: str, code: int = 2) -> None:
-    message = " ".join(str(message).split()) or "unknown error"
-    sys.stderr.write(f"at_jax: error: {message}\n")
-    sys.stderr.flush()
-    sys.exit(code)
 
 
 def _images_by_stem(folder: str) -> dict[str, str]:
@@ -217,14 +212,6 @@ def main(argv: list[str]) -> None:
             print(f"{stem}\t{score:.4f}")
     source = f"{model.name} map {FLAGS.level}" if model else "colour-contrast saliency"
     print(f"mean Jaccard {np.mean(list(scores.values())):.4f} over {len(scores)} images ({source})")
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        fail(error)
-    return []
 
 
 def run() -> None:

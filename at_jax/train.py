@@ -11,31 +11,14 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from at_jax.cli import fail, parse_flags
+
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
-config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Config file (get_config()).",
-                                lock_config=True)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """The one-line user error: ``at_jax: error: ...`` on stderr."""
-    message = " ".join(str(message).split()) or "unknown error"
-    sys.stderr.write(f"at_jax: error: {message}\n")
-    sys.stderr.flush()
-    sys.exit(code)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with flag/config errors reported as one line and exit code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        fail(error)
-    except Exception as error:  # config file errors (missing file, bad override value, ...)
-        fail(f"{type(error).__name__}: {error}")
-    return []
+config_flags.DEFINE_config_file("config", None, "Config file (get_config()); default: the embedded "
+                                "default (at_jax/default_config.py).", lock_config=True)
 
 
 def main(argv: list[str]) -> None:
@@ -66,8 +49,16 @@ def main(argv: list[str]) -> None:
         fail("interrupted; re-run the same command to resume from the last checkpoint", code=130)
 
 
+def with_default_config(argv: list[str]) -> list[str]:
+    """``argv`` with ``--config=<embedded default>`` first when no ``--config`` is given, so that
+    ``--config.key=value`` overrides also apply to the embedded default."""
+    if any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:]):
+        return list(argv)
+    return [argv[0], f"--config={_DEFAULT_CONFIG}", *argv[1:]]
+
+
 def run() -> None:
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, argv=with_default_config(sys.argv), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

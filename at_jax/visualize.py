@@ -16,13 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def fail(message: str, code: int = 2) -> None:
-    """The one-line user error: ``at_jax: error: ...`` on stderr (as in ``at_jax.train``)."""
-    message = " ".join(str(message).split()) or "unknown error"
-    sys.stderr.write(f"at_jax: error: {message}\n")
-    sys.stderr.flush()
-    sys.exit(code)
+from at_jax.cli import fail
 
 
 class _Parser(argparse.ArgumentParser):

@@ -174,6 +174,9 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
         ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.batch_size=12",
          "--config.dataset.name=synthetic"],
         [f"--config={TINY_CONFIG}"],
+        ["--workdir", str(tmp_path / "x"), "--config.no_such_key=1"],  # the embedded default
+        ["--workdir", str(tmp_path / "x"), "--config=configs/cifar10.py:method=magic"],
+        ["--workdir", str(tmp_path / "x"), "--config=configs/no_such_config.py"],
         ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.dataset.name=cifar10",
          f"--config.dataset.data_dir={tmp_path / 'no_data'}"],
     ]
