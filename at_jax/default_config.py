@@ -1,8 +1,13 @@
-"""The embedded default: a WRN-16-2 teacher and WRN-16-1 students (without and with AT) on cluttered digits.
+"""The embedded default: a WRN-10-2 teacher and WRN-10-1 students (without and with AT) on cluttered digits.
 
-Real images that ship inside scikit-learn, placed at random positions on a cluttered 32x32 canvas, so that
-*where to look* matters. Runs offline on a laptop CPU in a few minutes:
-``python -m at_jax.train --workdir=runs/demo``.
+Real images that ship inside scikit-learn (8x8 handwritten digits), placed at random positions on a
+cluttered 24x24 canvas, so that *where to look* matters. Runs offline on a laptop CPU in a few minutes:
+``python -m at_jax.train --workdir=runs/demo``. The models and the canvas are small so that teacher and two
+students train in minutes on 2 CPU cores; the CIFAR configs carry the paper's WRN-16-2 -> WRN-16-1 recipe.
+
+AT weight: the official beta = 1e3 stalls the WRN-10-1 student on this task (measured: test accuracy 14.8%
+after 5 epochs, against 75.8% without AT), and beta = 100 still slows it, so the demo uses beta = 10 (see the
+README and BENCHMARKS/closing notes for the sweep).
 """
 import ml_collections
 
@@ -23,15 +28,15 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.batch_size = 128
-    config.num_epochs = 6
+    config.num_epochs = 5
     config.num_train_steps = -1          # > 0 overrides num_epochs (short runs)
-    config.log_every_steps = 20
+    config.log_every_steps = 39
     config.eval_every_steps = 0          # 0: evaluate at the end only
     config.eval_batch_size = 500
     config.checkpoint_every_steps = 100
     config.keep_checkpoints = 3
     config.steps_per_call = 0            # train steps per compiled call (one lax.scan); 0 = 1 on CPU, 10 else
-    config.model = "wrn-16-1"
+    config.model = "wrn-10-1"
     config.model_kwargs = ml_collections.ConfigDict()   # extra keyword options of the model (registry)
     config.compute_dtype = "float32"     # "bfloat16": bf16 compute, float32 parameters and optimizer
     config.progress = True
@@ -49,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.dataset.scale = 1
 
     config.teacher = ml_collections.ConfigDict()
-    config.teacher.model = "wrn-16-2"
+    config.teacher.model = "wrn-10-2"
     config.teacher.workdir = ""          # a finished run's workdir (for a student run)
     config.teacher.compute_dtype = ""    # "" = compute_dtype
 
@@ -59,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.augment.flip = "dataset"      # "dataset" | "on" | "off"
 
     config.loss = ml_collections.ConfigDict()
-    config.loss.at_beta = 1e3            # official beta; 0 turns AT off
+    config.loss.at_beta = 10.0           # 0 turns AT off; the official CIFAR beta is 1e3 (configs/cifar.py)
     config.loss.at_p = 2.0
     config.loss.at_reduce = "mean"
     config.loss.at_normalize = "l2"
