@@ -5,10 +5,11 @@ a batch already resident on the device (synthetic data, no augmentation). Warm-u
 included) are excluded; the figure is the median of ``--repeats`` synchronised calls.
 
     python benchmarks/step_throughput.py --student wrn-16-1 --teacher wrn-16-2 --batch-size 128 \
-        --method at --framework jax|torch [--compile] [--dtype float32|bfloat16] [--steps-per-call K] --json
+        --method at --framework jax|torch|both [--compile] [--dtype float32|bfloat16] [--steps-per-call K] \
+        --json
 
 ``--all`` runs a list of configurations, each in a fresh interpreter, and prints a markdown table with
-the jax/torch ratios measured in that same run. torch is imported only for ``--framework torch``.
+the jax/torch ratios measured in that same run. torch is imported only for ``--framework torch|both``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from benchmarks import common  # noqa: E402
 NUM_CLASSES = 10
 
 
-def run_jax(args: argparse.Namespace) -> tuple[dict, float]:
+def prepare_jax(args: argparse.Namespace) -> tuple:
+    """``(call, describe)``: ``call()`` runs one synchronised call of K steps; ``describe(seconds)``
+    returns the jax facts for a median call time."""
     import jax
 
     from benchmarks import jax_reference
@@ -34,20 +37,22 @@ def run_jax(args: argparse.Namespace) -> tuple[dict, float]:
         mean=(0.5,) * 3, std=(0.25,) * 3)
     data, indices = jax_reference.step_data(args.batch_size, args.steps_per_call, NUM_CLASSES)
     compiled, facts = jax_reference.compile_with_costs(jax_step, data, indices)
-    seconds = common.time_calls(lambda: jax_step.call(data, indices, compiled), warmup=args.warmup,
-                                repeats=args.repeats)
-    call_seconds = common.median(seconds)
-    result = {"jax_version": jax.__version__, "device": str(jax.devices()[0]),
-              "device_kind": jax.devices()[0].device_kind, "backend": jax.default_backend(),
-              "median_call_seconds": call_seconds, "device_peak_bytes": jax_reference.device_peak_bytes(),
-              **facts}
-    if facts.get("flops_per_call"):
-        result["flops_per_step"] = facts["flops_per_call"] / args.steps_per_call
-        result["achieved_flops_per_second"] = facts["flops_per_call"] / call_seconds
-    return result, call_seconds
+
+    def describe(call_seconds: float) -> dict:
+        result = {"jax_version": jax.__version__, "device": str(jax.devices()[0]),
+                  "device_kind": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+                  "median_call_seconds": call_seconds,
+                  "device_peak_bytes": jax_reference.device_peak_bytes(), **facts}
+        if facts.get("flops_per_call"):
+            result["flops_per_step"] = facts["flops_per_call"] / args.steps_per_call
+            result["achieved_flops_per_second"] = facts["flops_per_call"] / call_seconds
+        return result
+
+    return (lambda: jax_step.call(data, indices, compiled)), describe
 
 
-def run_torch(args: argparse.Namespace) -> tuple[dict, float]:
+def prepare_torch(args: argparse.Namespace) -> tuple:
+    """``(call, describe)`` as :func:`prepare_jax`, for the official-style PyTorch step."""
     import torch
 
     from benchmarks import torch_reference
@@ -65,29 +70,54 @@ def run_torch(args: argparse.Namespace) -> tuple[dict, float]:
             step(inputs, targets)
         torch_reference.synchronize(device)
 
-    seconds = common.time_calls(call, warmup=args.warmup, repeats=args.repeats)
-    result = {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
-              "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-              "backend": device.type, "median_call_seconds": common.median(seconds),
-              "device_peak_bytes": (int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda"
-                                    else None)}
-    return result, common.median(seconds)
+    def describe(call_seconds: float) -> dict:
+        return {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+                "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+                "backend": device.type, "median_call_seconds": call_seconds,
+                "device_peak_bytes": (int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda"
+                                      else None)}
+
+    return call, describe
+
+
+def measure(args: argparse.Namespace) -> tuple[dict, float]:
+    """One framework: warm-up, then ``repeats`` timed calls; returns (facts, median call seconds)."""
+    call, describe = (prepare_jax if args.framework == "jax" else prepare_torch)(args)
+    call_seconds = common.median(common.time_calls(call, warmup=args.warmup, repeats=args.repeats))
+    return describe(call_seconds), call_seconds
+
+
+def measure_interleaved(args: argparse.Namespace) -> tuple[dict, float]:
+    """``--framework both``: both steps in one process, timed calls alternating jax, torch, jax, ...
+    so that both see the same machine load; the torch facts go under ``"torch"``."""
+    jax_call, jax_describe = prepare_jax(args)
+    torch_call, torch_describe = prepare_torch(args)
+    common.time_calls(jax_call, warmup=args.warmup, repeats=0)
+    common.time_calls(torch_call, warmup=args.warmup, repeats=0)
+    jax_seconds, torch_seconds = [], []
+    for _ in range(args.repeats):
+        jax_seconds += common.time_calls(jax_call, warmup=0, repeats=1)
+        torch_seconds += common.time_calls(torch_call, warmup=0, repeats=1)
+    jax_median, torch_median = common.median(jax_seconds), common.median(torch_seconds)
+    torch_facts = torch_describe(torch_median)
+    torch_facts["images_per_second"] = args.batch_size * args.steps_per_call / torch_median
+    torch_facts["call_seconds"] = torch_seconds
+    result = {**jax_describe(jax_median), "torch": torch_facts, "call_seconds": jax_seconds,
+              "ratio_jax_over_torch": torch_median / jax_median}
+    return result, jax_median
 
 
 def run_one(args: argparse.Namespace) -> dict:
     if args.steps_per_call < 1 or args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
         raise SystemExit("step_throughput: error: need --steps-per-call >= 1, --repeats >= 1, "
                          "--warmup >= 0, --batch-size >= 1")
-    if args.method == "none":
-        teacher = None
-    else:
-        teacher = args.teacher
-    runner = run_jax if args.framework == "jax" else run_torch
+    teacher = None if args.method == "none" else args.teacher
+    runner = measure_interleaved if args.framework == "both" else measure
     specific, call_seconds = runner(args)
     step_seconds = call_seconds / args.steps_per_call
     result = {"benchmark": "step_throughput", "framework": args.framework, "student": args.student,
               "teacher": teacher, "method": args.method, "batch_size": args.batch_size, "dtype": args.dtype,
-              "compile": bool(args.compile) if args.framework == "torch" else True,
+              "compile": bool(args.compile) if args.framework != "jax" else True,  # jax: always jit
               "steps_per_call": args.steps_per_call, "scan_unroll": args.scan_unroll, "repeats": args.repeats,
               "warmup": args.warmup,
               "median_step_seconds": step_seconds, "images_per_second": args.batch_size / step_seconds,
@@ -161,7 +191,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher", default="wrn-16-2")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--method", default="at", choices=["none", "at", "kd", "at+kd", "grad_at"])
-    parser.add_argument("--framework", default="jax", choices=["jax", "torch"])
+    parser.add_argument("--framework", default="jax", choices=["jax", "torch", "both"],
+                        help="both: jax and torch in one process, timed calls alternating (same load); "
+                             "images_per_second is jax's, torch's is under 'torch'")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the torch loss (jax: always jit)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
