@@ -180,11 +180,12 @@ def test_paper_numbers_only_where_the_setting_matches():
 
 def test_method_overrides_start_from_no_transfer():
     config = experiment_config("digits")
-    assert config.base.loss.at_beta == 1e3          # the default config turns AT on
+    assert config.base.loss.at_beta == 10.0         # the default config turns AT on
     runs = {run.name: run for run in experiments_lib.plan(config, "/tmp/unused")}
     assert runs["none/seed_3"].config.loss.at_beta == 0.0 and runs["none/seed_3"].config.seed == 3
     assert runs["kd/seed_0"].config.loss.kd_alpha == 0.9 and runs["kd/seed_0"].config.loss.at_beta == 0.0
-    assert runs["teacher"].config.model == "wrn-16-2" and runs["teacher"].config.loss.at_beta == 0.0
+    assert runs["teacher"].config.model == "wrn-10-2" and runs["teacher"].config.loss.at_beta == 0.0
+    assert runs["at/seed_2"].config.loss.at_beta == 10.0
     assert len(runs) == 1 + 4 * 5
     gradient = {run.name: run for run in experiments_lib.plan(experiment_config("table3_gradient"), "/x")}
     assert gradient["teacher"].config.model_kwargs.to_dict() == {}
