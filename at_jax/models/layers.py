@@ -37,6 +37,16 @@ def torch_linear_bias(fan_in: int) -> Initializer:
     return init
 
 
+def torch_style_conv(features: int, kernel: int, stride: int, dtype: Dtype, name: str,
+                     kernel_init: Initializer) -> nn.Conv:
+    """A bias-free square conv with PyTorch's symmetric padding (k-1)//2 ('SAME' differs at stride 2),
+    float32 parameters and compute in ``dtype``."""
+    padding = (kernel - 1) // 2
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                   padding=((padding, padding), (padding, padding)), use_bias=False, dtype=dtype,
+                   param_dtype=jnp.float32, kernel_init=kernel_init, name=name)
+
+
 class BatchNorm(nn.Module):
     """Batch normalisation over all axes but the last, with PyTorch's semantics.
 

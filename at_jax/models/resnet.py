@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from at_jax.models.layers import (
+    torch_style_conv,
     BatchNorm,
     ChannelAttentionFactory,
     Dtype,
@@ -49,18 +50,7 @@ STEMS = ("imagenet", "cifar")
 
 
 def _conv(features: int, kernel: int, stride: int, dtype: Dtype, name: str) -> nn.Conv:
-    padding = (kernel - 1) // 2  # PyTorch symmetric padding
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        use_bias=False,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        kernel_init=kaiming_normal_fan_out,
-        name=name,
-    )
+    return torch_style_conv(features, kernel, stride, dtype, name, kaiming_normal_fan_out)
 
 
 def _batch_norm(train: bool, dtype: Dtype, name: str, zero_scale: bool = False) -> BatchNorm:

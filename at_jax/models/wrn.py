@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from at_jax.models.layers import (
+    torch_style_conv,
     BatchNorm,
     ChannelAttentionFactory,
     Dtype,
@@ -52,18 +53,7 @@ def _batch_norm(train: bool, dtype: Dtype, name: str) -> BatchNorm:
 
 
 def _conv(features: int, kernel: int, stride: int, dtype: Dtype, name: str) -> nn.Conv:
-    padding = (kernel - 1) // 2  # PyTorch-style symmetric padding (not 'SAME', which differs at stride 2)
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        use_bias=False,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        kernel_init=kaiming_normal_fan_in,
-        name=name,
-    )
+    return torch_style_conv(features, kernel, stride, dtype, name, kaiming_normal_fan_in)
 
 
 class WideBasicBlock(nn.Module):
