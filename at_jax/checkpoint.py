@@ -82,7 +82,7 @@ def read_saved_config(workdir: str) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class TeacherCheckpoint:
+class RunCheckpoint:
     """A finished run's config (as saved) and its model variables."""
     config: dict
     params: Any
@@ -90,29 +90,38 @@ class TeacherCheckpoint:
     step: int
 
 
-def load_teacher(teacher_workdir: str) -> TeacherCheckpoint:
-    """Loads the newest checkpoint of a finished run, to be used as a frozen teacher."""
-    if not teacher_workdir:
-        raise CheckpointError("the objective needs a teacher: set --config.teacher.workdir to a finished "
-                              "run's workdir")
-    if not os.path.isdir(teacher_workdir):
-        raise CheckpointError(f"teacher workdir {teacher_workdir} does not exist")
-    config = read_saved_config(teacher_workdir)
-    if not os.path.isdir(os.path.join(teacher_workdir, "checkpoints")):
-        raise CheckpointError(f"teacher workdir {teacher_workdir} has no checkpoints: train the teacher first")
+def load_run(workdir: str, role: str = "run") -> RunCheckpoint:
+    """Loads the newest checkpoint of a finished run (a frozen teacher, a model to visualise, ...).
+
+    ``role`` names the run in error messages ("teacher workdir ... does not exist").
+    """
+    if not workdir:
+        raise CheckpointError(f"no {role} workdir given" + (": set --config.teacher.workdir to a finished "
+                                                            "run's workdir" if role == "teacher" else ""))
+    if not os.path.isdir(workdir):
+        raise CheckpointError(f"{role} workdir {workdir} does not exist")
+    config = read_saved_config(workdir)
+    missing = f"{role} workdir {workdir} has no checkpoints: train the {role if role != 'run' else 'model'} first"
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise CheckpointError(missing)
     try:
-        checkpointer = Checkpointer(teacher_workdir, read_only=True)
+        checkpointer = Checkpointer(workdir, read_only=True)
         step = checkpointer.latest_step()
         if step is None:
-            raise CheckpointError(f"teacher workdir {teacher_workdir} has no checkpoints: train the "
-                                  "teacher first")
+            raise CheckpointError(missing)
         state = checkpointer.restore(step)
+        checkpointer.close()
     except CheckpointError:
         raise
     except Exception as error:  # orbax raises many types for damaged files
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"teacher checkpoint in {teacher_workdir} is unreadable: {message}") from None
+        raise CheckpointError(f"{role} checkpoint in {workdir} is unreadable: {message}") from None
     if not isinstance(state, dict) or "params" not in state or "model" not in state["params"]:
-        raise CheckpointError(f"teacher checkpoint in {teacher_workdir} is not an at_jax train state")
-    return TeacherCheckpoint(config=config, params=state["params"]["model"],
+        raise CheckpointError(f"{role} checkpoint in {workdir} is not an at_jax train state")
+    return RunCheckpoint(config=config, params=state["params"]["model"],
                              batch_stats=state.get("batch_stats", {}), step=int(step))
+
+
+def load_teacher(teacher_workdir: str) -> RunCheckpoint:
+    """Loads the newest checkpoint of a finished run, to be used as a frozen teacher."""
+    return load_run(teacher_workdir, role="teacher")

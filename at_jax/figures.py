@@ -18,7 +18,8 @@ import numpy as np
 
 from at_jax import models
 from at_jax.attention import attention_map
-from at_jax.checkpoint import CheckpointError, load_teacher
+from at_jax.checkpoint import CheckpointError
+from at_jax.checkpoint import load_run as load_finished_run
 from at_jax.data import load_dataset, normalize
 
 CELL_INCHES = 1.6   # each panel is CELL_INCHES square; the PNG is (rows, columns) * CELL_INCHES * dpi pixels
@@ -40,7 +41,7 @@ class TrainedRun:
 
 def load_run(workdir: str) -> TrainedRun:
     """Loads the newest checkpoint of the run in ``workdir`` (raises CheckpointError when there is none)."""
-    checkpoint = load_teacher(workdir)
+    checkpoint = load_finished_run(workdir)
     config = checkpoint.config
     model = models.create(config["model"], int(config["num_classes"]), **(config.get("model_kwargs") or {}))
     variables = {"params": checkpoint.params}

@@ -79,32 +79,17 @@ class ModelAttention:
 
         from at_jax import models
         from at_jax.attention import attention_map
-        from at_jax.checkpoint import Checkpointer, read_saved_config
+        from at_jax.checkpoint import load_run
         from at_jax.models import cra, vgg_att  # noqa: F401  (registers their names)
 
-        if not os.path.isdir(workdir):
-            raise SegmentError(f"workdir {workdir} does not exist")
-        config = read_saved_config(workdir)
-        if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-            raise SegmentError(f"workdir {workdir} has no checkpoints: train the model first")
-        try:
-            checkpointer = Checkpointer(workdir, read_only=True)
-            step = checkpointer.latest_step()
-            state = checkpointer.restore(step) if step is not None else None
-            checkpointer.close()
-        except Exception as error:  # orbax raises many types for damaged files
-            raise SegmentError(f"checkpoint in {workdir} is unreadable: "
-                               f"{(str(error).splitlines() or [type(error).__name__])[0]}") from None
-        if state is None:
-            raise SegmentError(f"workdir {workdir} has no checkpoints: train the model first")
-        if not isinstance(state, dict) or "model" not in state.get("params", {}):
-            raise SegmentError(f"checkpoint in {workdir} is not an at_jax train state")
+        run = load_run(workdir)
+        config = run.config
         if "model" not in config or "num_classes" not in config:
             raise SegmentError(f"{workdir}/config.json names no model or class count")
         self.model = models.create(config["model"], int(config["num_classes"]))
-        self.variables = {"params": state["params"]["model"]}
-        if state.get("batch_stats"):
-            self.variables["batch_stats"] = state["batch_stats"]
+        self.variables = {"params": run.params}
+        if run.batch_stats:
+            self.variables["batch_stats"] = run.batch_stats
         self.mean, self.std, default_size = _preprocessing(config)
         self.image_size = image_size or default_size
         self.level, self.source, self.name = level, source, config["model"]
