@@ -20,6 +20,7 @@ from at_jax.models.cra import (
     cra_parameter_count,
 )
 from at_jax.models.resnet import ResidualBlock
+from model_utils import count_params, numpy_variables, param_shapes
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "cra.npz")
 
@@ -31,30 +32,6 @@ def fixture():
 
 def names(data, group: str) -> list[str]:
     return sorted({key.split("/")[1] for key in data.files if key.startswith(group + "/")})
-
-
-def param_shapes(model, size: int) -> dict:
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
-
-
-def count_params(model, size: int) -> int:
-    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(param_shapes(model, size)["params"]))
-
-
-def numpy_variables(model, x, seed: int = 0) -> dict:
-    """Random variables drawn with numpy (jax.random inits compile slowly on CPU)."""
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            return rng.normal(0.0, np.sqrt(2.0 / np.prod(leaf.shape[:-1])), leaf.shape).astype(np.float32)
-        if name in ("scale", "var"):
-            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-        return rng.normal(0.0, 0.1, leaf.shape).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 # ------------------------------------------------------------------ against PyTorch
@@ -183,7 +160,7 @@ def test_resnet_cra_shapes(name):
 def test_wrn_cra_forward_and_train_mode():
     model = create("wrn-10-1-cra", 10)
     x = np.random.default_rng(1).normal(size=(4, 16, 16, 3)).astype(np.float32)
-    variables = numpy_variables(model, x)
+    variables = numpy_variables(model, x, kernel_gain=2.0)
     logits, features = jax.jit(functools.partial(model.apply, train=False))(variables, x)
     assert logits.shape == (4, 10) and np.all(np.isfinite(np.asarray(logits)))
     assert [f.shape for f in features] == [(4, 16, 16, 16), (4, 8, 8, 32), (4, 4, 4, 64)]

@@ -16,33 +16,10 @@ import at_jax.models.vgg_att  # noqa: F401  (registers vgg, vgg-att*)
 import at_jax.models.wrn  # noqa: F401
 from at_jax.models import create
 from at_jax.models.vgg_att import LinearAttention, attention_maps
+from model_utils import count_params, numpy_variables, param_shapes
 
 ATTENTION_NAMES = [f"vgg-att{levels}-{aggregation}-{compatibility}" for levels in (2, 3)
                    for aggregation in ("concat", "indep") for compatibility in ("pc", "dp")]
-
-
-def param_shapes(model, size: int = 32) -> dict:
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
-
-
-def count_params(model, size: int = 32) -> int:
-    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(param_shapes(model, size)["params"]))
-
-
-def numpy_variables(model, x, seed: int = 0) -> dict:
-    """Random variables drawn with numpy (jax.random inits compile slowly on CPU)."""
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            return rng.normal(0.0, np.sqrt(1.0 / np.prod(leaf.shape[:-1])), leaf.shape).astype(np.float32)
-        if name in ("scale", "var"):
-            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-        return rng.normal(0.0, 0.1, leaf.shape).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 # ------------------------------------------------------------------ parameter counts and shapes
