@@ -101,6 +101,11 @@ def load_run(workdir: str, role: str = "run") -> RunCheckpoint:
     if not os.path.isdir(workdir):
         raise CheckpointError(f"{role} workdir {workdir} does not exist")
     config = read_saved_config(workdir)
+    if (config.get("parallel_runs") or 0) >= 2:
+        runs = sorted(name for name in os.listdir(workdir)
+                      if os.path.isfile(os.path.join(workdir, name, "config.json")))
+        raise CheckpointError(f"{role} workdir {workdir} is a job of {config['parallel_runs']} parallel runs; "
+                              f"point at one of its runs: {', '.join(os.path.join(workdir, r) for r in runs)}")
     missing = f"{role} workdir {workdir} has no checkpoints: train the {role if role != 'run' else 'model'} first"
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise CheckpointError(missing)

@@ -36,6 +36,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 100
     config.keep_checkpoints = 3
     config.steps_per_call = 0            # train steps per compiled call (one lax.scan); 0 = 1 on CPU, 10 else
+    # Independent runs in one vmapped program (at_jax.parallel_runs), each in workdir/<run name>:
+    # S >= 2 students with seeds seed..seed+S-1, or (parallel_sweep = a loss weight, e.g. "at_beta") with
+    # the seed `seed` and that weight taking the S values of parallel_values. 0 = one ordinary run.
+    config.parallel_runs = 0
+    config.parallel_sweep = ""
+    config.parallel_values = ()
     config.model = "wrn-10-1"
     config.model_kwargs = ml_collections.ConfigDict()   # extra keyword options of the model (registry)
     config.compute_dtype = "float32"     # "bfloat16": bf16 compute, float32 parameters and optimizer

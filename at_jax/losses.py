@@ -234,11 +234,18 @@ class Objective:
         teacher_features: Sequence[jax.Array] | None,
         labels: jax.Array,
         progress: jax.Array | float,
+        weights: Mapping[str, jax.Array] | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Returns ``(total, terms)``; ``terms`` holds float32 scalars: "ce" (plain student CE),
         "task", "kd" (T**2-scaled KL, when KD is on), "at" (unweighted sum over pairs) and
         "at/k" per pair (when AT is on), "factt" (when on) and "total". No gradient flows into
-        the teacher's logits or features."""
+        the teacher's logits or features.
+
+        ``weights`` optionally replaces the values of ``at_beta``, ``kd_alpha``, ``kd_temperature`` or
+        ``factt_beta`` by runtime scalars (e.g. one per vmapped run of a sweep); which terms exist is still
+        decided by this objective's own (static) values."""
+        weights = weights or {}
+        weight = lambda name: weights[name] if name in weights else getattr(self, name)
         _require(not (self.uses_kd and teacher_logits is None),
                  "KD is on (kd_alpha > 0) but teacher_logits is None")
         _require(not ((self.uses_at or self.uses_factt) and teacher_features is None),
@@ -248,8 +255,9 @@ class Objective:
         if self.uses_kd:
             teacher_logits = jax.lax.stop_gradient(teacher_logits)
             terms["kd"] = distillation_kl(student_logits, teacher_logits,
-                                          temperature=self.kd_temperature)
-            terms["task"] = self.kd_alpha * terms["kd"] + (1.0 - self.kd_alpha) * terms["ce"]
+                                          temperature=weight("kd_temperature"))
+            kd_alpha = weight("kd_alpha")
+            terms["task"] = kd_alpha * terms["kd"] + (1.0 - kd_alpha) * terms["ce"]
         else:
             terms["task"] = terms["ce"]
         total = terms["task"]
@@ -266,7 +274,7 @@ class Objective:
             for index, value in enumerate(at_terms):
                 terms[f"at/{index}"] = value
             terms["at"] = sum(at_terms, jnp.zeros((), jnp.float32))
-            total = total + factor * self.at_beta * terms["at"]
+            total = total + factor * weight("at_beta") * terms["at"]
         if self.uses_factt:
             adapters = FActTAdapters(tuple(int(t.shape[-1]) for t in paired_teacher))
             adapted = adapters.apply({"params": adapter_params or {}}, tuple(paired_student))
@@ -274,7 +282,7 @@ class Objective:
                 (factt_loss(s, t) for s, t in zip(adapted, paired_teacher)),
                 jnp.zeros((), jnp.float32),
             )
-            total = total + factor * self.factt_beta * terms["factt"]
+            total = total + factor * weight("factt_beta") * terms["factt"]
         terms["total"] = total
         return total, {name: jnp.asarray(value, jnp.float32) for name, value in terms.items()}
 

@@ -26,20 +26,28 @@ def method_name(loss_config: ml_collections.ConfigDict) -> str:
 
 
 def without_transfer(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config without transfer terms; a sweep of a loss weight becomes one run (seed jobs stay)."""
     plain = ml_collections.ConfigDict(config.to_dict())
     for key in TRANSFER_KEYS:
         if key in plain.loss:
             plain.loss[key] = 0.0
     plain.pipeline = ""
     plain.teacher.workdir = ""
+    if plain.get("parallel_sweep"):
+        plain.parallel_runs, plain.parallel_sweep, plain.parallel_values = 0, "", ()
     return plain
 
 
 def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
-    """Runs teacher, plain student and transfer student; returns their summaries by run name."""
+    """Runs teacher, plain student and transfer student; returns their summaries by run name.
+
+    With ``config.parallel_runs`` the teacher is one run; the plain student is a seed job like the
+    transfer student's (one run when the transfer student sweeps a loss weight)."""
     summaries = {}
     teacher_config = without_transfer(config)
     teacher_config.model = config.teacher.model
+    if "parallel_runs" in teacher_config:  # one teacher for all students
+        teacher_config.parallel_runs, teacher_config.parallel_sweep, teacher_config.parallel_values = 0, "", ()
     teacher_dir = os.path.join(workdir, "teacher")
     summaries["teacher"] = train_and_evaluate(teacher_config, teacher_dir)
     summaries["student"] = train_and_evaluate(without_transfer(config), os.path.join(workdir, "student"))
@@ -53,10 +61,25 @@ def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> di
     return summaries
 
 
+def format_job_statistics(summary: dict) -> str:
+    """One line for a parallel job: median (min-max) test accuracy over its finished runs."""
+    if summary.get("accuracy") is None:
+        return f"no run of the {summary.get('parallel_runs')} finished"
+    return (f"median test accuracy {100 * summary['accuracy']:.2f}% (min {100 * summary['accuracy_min']:.2f}%, "
+            f"max {100 * summary['accuracy_max']:.2f}%) over {summary['finished_runs']} of "
+            f"{summary['parallel_runs']} runs")
+
+
 def format_summaries(summaries: dict[str, dict]) -> str:
-    """A small plain-text table of test accuracies."""
-    lines = [f"{'run':<22} {'model':<12} {'test accuracy':>13} {'train time':>10}"]
+    """A small plain-text table of test accuracies (a parallel job: one line per run)."""
+    rows = {}
     for name, summary in summaries.items():
+        if "runs" in summary:
+            rows.update({f"{name}/{run}": run_summary for run, run_summary in summary["runs"].items()})
+        else:
+            rows[name] = summary
+    lines = [f"{'run':<22} {'model':<12} {'test accuracy':>13} {'train time':>10}"]
+    for name, summary in rows.items():
         accuracy = summary.get("accuracy")
         accuracy_text = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
         lines.append(f"{name:<22} {summary.get('model', ''):<12} {accuracy_text:>13} "

@@ -19,7 +19,7 @@ from at_jax.data.augment import augment_batch, normalize
 from at_jax.gradient import flip_symmetry_loss, gradient_at_loss, input_gradient_penalty
 from at_jax.losses import cross_entropy
 
-State = dict  # {"step", "params", "batch_stats", "opt_state", "rng"}
+State = dict  # {"step", "params", "batch_stats", "opt_state", "rng"[, "loss_weights"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +66,10 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
     statistics of the current batch (the flip term's second pass with those of the flipped batch); the
     running statistics are updated once per step, from the forward pass on x (the flipped pass's updates
     are discarded). The teacher's input gradient uses its running statistics (inference mode).
+
+    ``state["loss_weights"]`` (optional, ``{name: scalar}``) overrides loss weights at run time (a vmapped
+    sweep, ``at_jax.parallel_runs``): the objective's weights and the ``grad_*_beta`` of ``step_config``.
+    Which terms are computed is decided by ``objective`` and ``step_config`` alone.
     """
 
     def step(state: State, teacher_variables: Any, data: dict, indices: jax.Array):
@@ -90,26 +94,30 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
         def teacher_loss(variables, inputs, targets):
             return cross_entropy(teacher_model.apply(variables, inputs, train=False)[0], targets)
 
+        loss_weights = state.get("loss_weights", {})
+        grad_betas = {name: loss_weights.get(name, getattr(step_config, name))
+                      for name in ("grad_at_beta", "grad_penalty_beta", "flip_symmetry_beta")}
+
         def loss_fn(params):
             gradient_terms, forward = {}, None
             if step_config.grad_at_beta:
                 value, forward = gradient_at_loss(student_loss, params["model"], teacher_loss,
                                                   teacher_variables, x, labels, has_aux=True,
                                                   teacher_has_aux=False)
-                gradient_terms["grad_at"] = (step_config.grad_at_beta, value)
+                gradient_terms["grad_at"] = (grad_betas["grad_at_beta"], value)
             if step_config.grad_penalty_beta:
                 value, aux = input_gradient_penalty(student_loss, params["model"], x, labels, has_aux=True)
                 forward = forward or aux
-                gradient_terms["grad_penalty"] = (step_config.grad_penalty_beta, value)
+                gradient_terms["grad_penalty"] = (grad_betas["grad_penalty_beta"], value)
             if step_config.flip_symmetry_beta:
                 value, aux = flip_symmetry_loss(student_loss, params["model"], x, labels, has_aux=True)
                 forward = forward or aux
-                gradient_terms["flip_symmetry"] = (step_config.flip_symmetry_beta, value)
+                gradient_terms["flip_symmetry"] = (grad_betas["flip_symmetry_beta"], value)
             if forward is None:
                 forward = student_loss(params["model"], x, labels)[1]
             logits, features, batch_stats = forward
             total, terms = objective(params.get("adapters", {}), logits, features, teacher_logits,
-                                     teacher_features, labels, progress)
+                                     teacher_features, labels, progress, weights=loss_weights)
             terms = dict(terms)
             for name, (beta, value) in gradient_terms.items():
                 total = total + beta * value
@@ -127,6 +135,8 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
         terms["param_norm"] = optax.tree.norm(params)
         new_state = {"step": step_index + 1, "params": params, "batch_stats": batch_stats,
                      "opt_state": opt_state, "rng": state["rng"]}
+        if "loss_weights" in state:
+            new_state["loss_weights"] = state["loss_weights"]
         return new_state, {name: jnp.asarray(value, jnp.float32) for name, value in terms.items()}
 
     return step

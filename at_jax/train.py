@@ -38,11 +38,17 @@ def main(argv: list[str]) -> None:
         if config.get("pipeline") == "teacher_then_students":
             summaries = pipeline.teacher_then_students(config, FLAGS.workdir)
             print(pipeline.format_summaries(summaries))
+            for name, summary in summaries.items():
+                if "runs" in summary:
+                    print(f"{name}: {pipeline.format_job_statistics(summary)}")
         elif config.get("pipeline"):
             fail(f"unknown pipeline {config.pipeline!r}; valid: 'teacher_then_students' or ''")
         else:
             summary = train_and_evaluate(config, FLAGS.workdir)
-            print(pipeline.format_summaries({os.path.basename(os.path.normpath(FLAGS.workdir)): summary}))
+            name = os.path.basename(os.path.normpath(FLAGS.workdir))
+            print(pipeline.format_summaries({name: summary}))
+            if "runs" in summary:
+                print(pipeline.format_job_statistics(summary))
     except USER_ERRORS as error:
         fail(error)
     except KeyboardInterrupt:

@@ -19,11 +19,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from at_jax import models, parallel
+from at_jax import models, parallel, parallel_runs
 from at_jax.checkpoint import Checkpointer, CheckpointError, abstract_like, load_teacher
 from at_jax.data import load_dataset
 from at_jax.losses import build_objective
-from at_jax.metrics import MetricWriter, Progress, check_finite
+from at_jax.metrics import MetricWriter, NonFiniteLossError, Progress, check_finite
 from at_jax.optimizer import make_optimizer
 from at_jax.steps import StepConfig, make_eval_step, make_multi_step, make_train_step
 from at_jax.workdir import check_resume_compatible, check_writable, save_config
@@ -126,15 +126,85 @@ def device_data(dataset, eval_chunk: int, mesh) -> dict:
     }, mesh)
 
 
+def write_json(path: str, record: dict) -> None:
+    with open(path + ".tmp", "w") as file:
+        json.dump(record, file, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def progress_message(run_means: dict[int, dict], images_per_second: float, num_runs: int) -> str:
+    """Loss and accuracy of a run, or their medians over the running runs of a job."""
+    if not run_means:
+        return ""
+    loss = float(np.median([means["total"] for means in run_means.values()]))
+    accuracy = float(np.median([means["accuracy"] for means in run_means.values()]))
+    if num_runs == 1:
+        return f"loss {loss:.4f} acc {accuracy:.3f} {images_per_second:.0f} img/s"
+    return (f"median loss {loss:.4f} acc {accuracy:.3f} ({len(run_means)}/{num_runs} runs) "
+            f"{images_per_second * num_runs:.0f} img/s")
+
+
+def parallel_summary(base: dict, timing: dict, specs: list, summaries: list[dict]) -> dict:
+    """A job's summary: every run's, and median / min / max test accuracy over the runs that finished."""
+    accuracies = [summary["accuracy"] for summary in summaries if summary.get("accuracy") is not None]
+    statistics = ({"accuracy": float(np.median(accuracies)), "accuracy_min": float(min(accuracies)),
+                   "accuracy_max": float(max(accuracies))} if accuracies else {"accuracy": None})
+    return dict(base, parallel_runs=len(specs), parallel_sweep=parallel_runs.swept_key(specs) or "",
+                finished_runs=len(accuracies), **statistics, **timing,
+                runs={spec.name: summary for spec, summary in zip(specs, summaries)})
+
+
+def restore_runs(checkpointers: list, state: Any, parallel_job: bool, stopped: dict[int, str]) -> Any:
+    """The newest checkpoint of a run, or of a parallel job (stacked): the newest step every active run has.
+
+    Checkpoints of active runs newer than that step (a save interrupted between runs) are deleted, so the
+    job continues in lockstep; stopped runs get their own newest checkpoint back.
+    """
+    if not parallel_job:
+        latest = checkpointers[0].latest_step()
+        if latest is None:
+            return state
+        logging.info("resumed from step %d", latest)
+        return checkpointers[0].restore(latest, abstract_like(state))
+    active = [index for index in range(len(checkpointers)) if index not in stopped]
+    common = set.intersection(*(set(checkpointers[index].all_steps()) for index in active)) if active else set()
+    resume_step = max(common) if common else None
+    runs = []
+    for index, checkpointer in enumerate(checkpointers):
+        if index in stopped:
+            run_step = checkpointer.latest_step()
+        else:
+            for newer in [s for s in checkpointer.all_steps() if resume_step is None or s > resume_step]:
+                checkpointer.manager.delete(newer)
+            run_step = resume_step
+        template = abstract_like(parallel_runs.unstack(state, index))
+        runs.append(parallel_runs.unstack(state, index) if run_step is None
+                    else checkpointer.restore(run_step, template))
+    if resume_step is not None:
+        logging.info("resumed %d runs from step %d", len(active), resume_step)
+    return jax.device_put(parallel_runs.stack(runs), jax.tree.map(lambda leaf: leaf.sharding, state))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains ``config.model`` (with a frozen teacher when the objective uses one) and evaluates it.
 
-    Resumes from ``workdir/checkpoints`` when present. Returns the final summary (also written to
-    ``workdir/summary.json``).
+    With ``config.parallel_runs = S >= 2`` it trains S independent students in one vmapped program (see
+    :mod:`at_jax.parallel_runs`), each in its own directory under ``workdir``. Resumes from the checkpoints
+    when present. Returns the final summary (also written to ``workdir/summary.json``); a parallel job's
+    summary holds every run's under ``"runs"`` and the median accuracy.
     """
     check_config(config)
+    try:
+        specs = parallel_runs.run_specs(config)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    parallel_job = bool(specs)
     check_writable(workdir)
     check_resume_compatible(workdir, config.to_dict())
+    run_dirs = [os.path.join(workdir, spec.name) for spec in specs] or [workdir]
+    run_configs = [parallel_runs.run_config(config, spec) for spec in specs] or [config.to_dict()]
+    for run_dir, run_record in zip(run_dirs, run_configs):
+        check_resume_compatible(run_dir, run_record)
     mesh = parallel.make_mesh()
     try:
         parallel.check_batch_size(config.batch_size, mesh)
@@ -156,11 +226,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     total_steps = (config.num_train_steps if config.num_train_steps > 0
                    else config.num_epochs * steps_per_epoch)
 
+    loss_config = parallel_runs.structure_loss_config(config.loss, specs)
     try:
-        objective = build_objective(config.loss, ignore=GRADIENT_KEYS)
+        objective = build_objective(loss_config, ignore=GRADIENT_KEYS)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    gradient_weights = {key: float(config.loss.get(key, 0.0)) for key in GRADIENT_KEYS}
+    gradient_weights = {key: float(loss_config.get(key, 0.0)) for key in GRADIENT_KEYS}
     for key, value in gradient_weights.items():
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"loss.{key} must be finite and >= 0, got {value}")
@@ -176,10 +247,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     transform, schedule = make_optimizer(config.optimizer, total_steps)
     pad, flip = augmentation(config, dataset)
 
-    os.makedirs(workdir, exist_ok=True)
     is_chief = jax.process_index() == 0
     if is_chief:
+        os.makedirs(workdir, exist_ok=True)
         save_config(workdir, config.to_dict(), num_classes)
+        for run_dir, run_record in zip(run_dirs, run_configs):
+            os.makedirs(run_dir, exist_ok=True)
+            save_config(run_dir, run_record, num_classes)
 
     replicated = parallel.replicated(mesh)
     sample = jnp.zeros((1,) + dataset.train_images.shape[1:], dtype)
@@ -197,13 +271,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "opt_state": transform.init(params),
                 "rng": jax.random.PRNGKey(seed + 1)}
 
-    state = jax.jit(init_state, static_argnums=0, out_shardings=replicated)(config.seed)
-    checkpointer = Checkpointer(workdir, keep=config.get("keep_checkpoints", 3))
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        state = checkpointer.restore(latest, abstract_like(state))
-        logging.info("resumed %s from step %d", workdir, latest)
-    step = int(state["step"])
+    if parallel_job:
+        seeds = np.asarray([spec.seed for spec in specs], np.int32)
+        state = jax.jit(jax.vmap(init_state), out_shardings=replicated)(seeds)
+        loss_weights = parallel_runs.initial_loss_weights(specs)
+        if loss_weights:
+            state["loss_weights"] = parallel.replicate(loss_weights, mesh)
+    else:
+        state = jax.jit(init_state, static_argnums=0, out_shardings=replicated)(config.seed)
+    keep = config.get("keep_checkpoints", 3)
+    # A job keeps two steps at least, so that a save interrupted between its runs leaves a common step.
+    checkpointers = [Checkpointer(run_dir, keep=max(keep, 2) if parallel_job else keep) for run_dir in run_dirs]
+    stopped = {index: reason for index, run_dir in enumerate(run_dirs)
+               if parallel_job and (reason := parallel_runs.stopped_reason(run_dir)) is not None}
+    state = restore_runs(checkpointers, state, parallel_job, stopped)
+    active = [index for index in range(len(run_dirs)) if index not in stopped]
+    if not active:
+        raise NonFiniteLossError(f"every run of the job in {workdir} has stopped (non-finite loss); see "
+                                 "stopped.json in each run's directory")
+    step = int(np.asarray(jax.device_get(state["step"])).reshape(-1)[active[0]])
+
+    def stop_run(index: int, at_step: int, reason: str) -> None:
+        """A run of a job became non-finite: it is left out from now on, the others go on."""
+        stopped[index] = reason
+        active.remove(index)
+        if is_chief:
+            parallel_runs.mark_stopped(run_dirs[index], at_step, reason)
+        logging.warning("run %s stopped: %s", specs[index].name, reason)
+        if not active:
+            raise NonFiniteLossError(f"every run of the job stopped; the last: {reason}")
 
     eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
     data = device_data(dataset, eval_chunk, mesh)
@@ -211,40 +307,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                              std=dataset.std, compute_dtype=dtype, teacher_dtype=teacher_dtype,
                              **gradient_weights)
     single_step = make_train_step(model, teacher_model, objective, transform, schedule, step_config)
+    eval_step = make_eval_step(model, step_config, num_classes, parallel.batch_sharded(mesh))
+    if parallel_job:
+        single_step = parallel_runs.vmap_train_step(single_step)
+        eval_step = parallel_runs.vmap_eval_step(eval_step)
     train_steps = jax.jit(make_multi_step(single_step), donate_argnums=(0, 1))
-    eval_step = jax.jit(make_eval_step(model, step_config, num_classes, parallel.batch_sharded(mesh)),
-                        static_argnums=4)
+    eval_step = jax.jit(eval_step, static_argnums=4)
+    batch_shape = (len(specs), config.batch_size) if parallel_job else (config.batch_size,)
     metric_shapes = jax.eval_shape(single_step, state, teacher_variables, data,
-                                   jnp.zeros((config.batch_size,), jnp.int32))[1]
+                                   jax.ShapeDtypeStruct(batch_shape, jnp.int32))[1]
     zero_sums = lambda: jax.device_put(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes),
                                        replicated)
+    run_value = ((lambda tree, index: jax.tree.map(lambda leaf: np.asarray(leaf)[index], tree)) if parallel_job
+                 else (lambda tree, index: tree))
 
-    def evaluate(current_state) -> dict:
+    def evaluate(current_state) -> list[dict]:
+        """Test-set metrics of every run (one entry for a single run)."""
         totals = None
         for start in range(0, data["test_labels"].shape[0], eval_chunk):
             sums = eval_step(current_state["params"]["model"], current_state["batch_stats"], data,
                              np.int32(start), eval_chunk)
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
         totals = jax.device_get(totals)
-        result = {"eval/accuracy": float(totals["correct"] / totals["count"]),
-                  "eval/loss": float(totals["loss"] / totals["count"])}
-        if "correct_top5" in totals:
-            result["eval/top5_accuracy"] = float(totals["correct_top5"] / totals["count"])
-        return result
+        results = []
+        for index in range(len(run_dirs)):
+            run_totals = run_value(totals, index)
+            result = {"eval/accuracy": float(run_totals["correct"] / run_totals["count"]),
+                      "eval/loss": float(run_totals["loss"] / run_totals["count"])}
+            if "correct_top5" in run_totals:
+                result["eval/top5_accuracy"] = float(run_totals["correct_top5"] / run_totals["count"])
+            results.append(result)
+        return results
 
     summary_path = os.path.join(workdir, "summary.json")
     if step >= total_steps and os.path.isfile(summary_path):
         with open(summary_path) as file:
             return json.load(file)
 
-    writer = MetricWriter(workdir, resume_step=step, enabled=is_chief,
-                          tensorboard=config.get("tensorboard", True))
-    progress = Progress(total_steps, step, label=config.get("run_name", "") or os.path.basename(
-        os.path.normpath(workdir)), enabled=is_chief and config.get("progress", True))
+    writers = [MetricWriter(run_dir, resume_step=step, enabled=is_chief and index in active,
+                            tensorboard=config.get("tensorboard", True))
+               for index, run_dir in enumerate(run_dirs)]
+    label = config.get("run_name", "") or os.path.basename(os.path.normpath(workdir))
+    progress = Progress(total_steps, step, label=label, enabled=is_chief and config.get("progress", True))
     process_slice = parallel.process_batch_slice(config.batch_size)
     steps_per_call = int(config.get("steps_per_call", 0)) or default_steps_per_call()
+    run_seeds = [spec.seed for spec in specs] or [config.seed]
     metric_sums, steps_since_flush, flush_time = zero_sums(), 0, time.time()
-    last_eval: dict = {}
+    last_eval: list[dict] = [{} for _ in run_dirs]
     start_time, start_step = time.time(), step
     try:
         while step < total_steps:
@@ -253,46 +362,74 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if config.eval_every_steps > 0:
                 events.append(next_multiple(step, config.eval_every_steps))
             chunk = min(steps_per_call, min(events) - step)
-            indices = np.stack([batch_indices(config.seed, step + offset, num_train, config.batch_size)
-                                for offset in range(chunk)])[:, process_slice]
+            indices = np.stack([np.stack([batch_indices(seed, step + offset, num_train, config.batch_size)
+                                          for seed in run_seeds]) for offset in range(chunk)])
+            indices = indices[..., process_slice] if parallel_job else indices[:, 0, process_slice]
             state, metric_sums = train_steps(state, metric_sums, teacher_variables, data,
-                                             parallel.host_local_to_global(indices, mesh, batch_axis=1))
+                                             parallel.host_local_to_global(indices, mesh,
+                                                                           batch_axis=indices.ndim - 1))
             step += chunk
             steps_since_flush += chunk
             final = step == total_steps
             do_checkpoint = step % config.checkpoint_every_steps == 0 or final
             do_eval = final or (config.eval_every_steps > 0 and step % config.eval_every_steps == 0)
             if step % config.log_every_steps == 0 or do_checkpoint or do_eval:
-                means = {name: float(value) / steps_since_flush
-                         for name, value in jax.device_get(metric_sums).items()}
-                check_finite(step, means)
+                sums = jax.device_get(metric_sums)
                 elapsed = time.time() - flush_time
                 images_per_second = steps_since_flush * config.batch_size / max(elapsed, 1e-9)
-                writer.write(step, {f"train/{name}": value for name, value in means.items()},
-                             images_per_second=images_per_second, epoch=step / steps_per_epoch)
-                progress.update(step, f"loss {means['total']:.4f} acc {means['accuracy']:.3f} "
-                                      f"{images_per_second:.0f} img/s")
+                run_means = {}
+                for index in list(active):
+                    means = {name: float(value) / steps_since_flush
+                             for name, value in run_value(sums, index).items()}
+                    try:
+                        check_finite(step, means)
+                    except NonFiniteLossError as error:
+                        if not parallel_job:
+                            raise
+                        stop_run(index, step, str(error))
+                        continue
+                    run_means[index] = means
+                    writers[index].write(step, {f"train/{name}": value for name, value in means.items()},
+                                         images_per_second=images_per_second, epoch=step / steps_per_epoch)
+                progress.update(step, progress_message(run_means, images_per_second, len(run_dirs)))
                 metric_sums, steps_since_flush, flush_time = zero_sums(), 0, time.time()
             if do_eval:
-                last_eval = evaluate(state)
-                writer.write(step, last_eval)
-                logging.info("step %d: %s", step, last_eval)
+                results = evaluate(state)
+                for index in active:
+                    last_eval[index] = results[index]
+                    writers[index].write(step, results[index])
+                logging.info("step %d: %s", step, [results[index] for index in active])
             if do_checkpoint:
-                checkpointer.save(step, state, metrics={"accuracy": last_eval["eval/accuracy"]}
-                                  if do_eval else None)
+                for index in active:
+                    run_state = parallel_runs.unstack(state, index) if parallel_job else state
+                    checkpointers[index].save(step, run_state, metrics={
+                        "accuracy": last_eval[index]["eval/accuracy"]} if do_eval else None)
     finally:
         progress.close()
-        writer.close()
-        checkpointer.close()
+        for writer in writers:
+            writer.close()
+        for checkpointer in checkpointers:
+            checkpointer.close()
 
-    if not last_eval:  # finished earlier, but stopped before its summary was written
-        last_eval = evaluate(state)
-    summary = {"model": config.model, "teacher": teacher_name, "dataset": config.dataset.name,
-               "step": step, "accuracy": last_eval.get("eval/accuracy"),
-               "top5_accuracy": last_eval.get("eval/top5_accuracy"), "eval_loss": last_eval.get("eval/loss"),
-               "train_seconds": time.time() - start_time, "steps_this_run": step - start_step}
+    if not all(last_eval[index] for index in active):  # finished earlier, stopped before the summary
+        results = evaluate(state)
+        last_eval = [result if index in active else last_eval[index] for index, result in enumerate(results)]
+    base = {"model": config.model, "teacher": teacher_name, "dataset": config.dataset.name, "step": step}
+    timing = {"train_seconds": time.time() - start_time, "steps_this_run": step - start_step}
+    summaries = []
+    for index, run_dir in enumerate(run_dirs):
+        run_summary = dict(base, accuracy=last_eval[index].get("eval/accuracy"),
+                           top5_accuracy=last_eval[index].get("eval/top5_accuracy"),
+                           eval_loss=last_eval[index].get("eval/loss"), **timing)
+        if parallel_job:
+            run_summary.update(seed=specs[index].seed, **specs[index].loss_weights)
+            if index in stopped:
+                run_summary.update(step=None, stopped=stopped[index], accuracy=None, top5_accuracy=None,
+                                   eval_loss=None)
+            if is_chief:
+                write_json(os.path.join(run_dir, "summary.json"), run_summary)
+        summaries.append(run_summary)
+    summary = summaries[0] if not parallel_job else parallel_summary(base, timing, specs, summaries)
     if is_chief:
-        with open(summary_path + ".tmp", "w") as file:
-            json.dump(summary, file, indent=2)
-        os.replace(summary_path + ".tmp", summary_path)
+        write_json(summary_path, summary)
     return summary

@@ -7,6 +7,9 @@ from typing import Mapping
 
 # Keys whose change makes an existing checkpoint meaningless for this run.
 RESUME_KEYS = ("model", "dataset.name")
+# Keys of a parallel job (at_jax.parallel_runs) that must not change on resume, with their values in
+# configs saved before they existed.
+JOB_RESUME_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": []}
 
 
 class WorkdirError(ValueError):
@@ -53,7 +56,19 @@ def check_resume_compatible(workdir: str, config: Mapping) -> bool:
         if _lookup(saved, key) != _lookup(config, key):
             raise WorkdirError(f"workdir {workdir} holds a run with {key}={_lookup(saved, key)!r}, this config "
                                f"has {key}={_lookup(config, key)!r}; use another --workdir")
+    for key, default in JOB_RESUME_KEYS.items():
+        before, now = _job_value(saved, key, default), _job_value(config, key, default)
+        if before != now:
+            raise WorkdirError(f"workdir {workdir} holds a job with {key}={before!r}, this config has "
+                               f"{key}={now!r}; use another --workdir")
     return True
+
+
+def _job_value(config: Mapping, key: str, default):
+    value = config.get(key, default)
+    if value is None:
+        value = default
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def save_config(workdir: str, config: Mapping, num_classes: int) -> None:

@@ -1,0 +1,163 @@
+"""Independent runs in one program: ``config.parallel_runs = S`` trains S students at once with ``jax.vmap``.
+
+The runs differ either in their seed (``parallel_sweep = ""``: run i has seed ``config.seed + i``, so its
+own initialisation, batch order and augmentation) or in one loss weight (``parallel_sweep = "at_beta"``
+and ``parallel_values = (v_0, ..., v_{S-1})``: every run has ``config.seed``, run i has that weight v_i).
+Run i computes exactly what a single run with its seed / weight computes; only the program is shared.
+Each run has its own directory under the job's workdir (``seed_<s>`` or ``<key>_<value>``) holding a
+single-run ``config.json``, ``metrics.jsonl``, TensorBoard events, checkpoints and ``summary.json``, so it
+can be resumed, inspected or used as a teacher like any other run.
+
+The state of the job is the per-run states stacked on a leading run axis. A swept weight travels in the
+state as ``state["loss_weights"][key]`` (a traced scalar per run), so one compiled program serves all
+values; the objective is built with the weight on (the largest value) so that its terms exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+#: Loss weights a job can sweep (each enters the objective as a runtime scalar).
+SWEEPABLE = ("at_beta", "kd_alpha", "kd_temperature", "factt_beta", "grad_at_beta", "grad_penalty_beta",
+             "flip_symmetry_beta")
+#: Config keys that describe the job, not one run (a run's own config.json has them switched off).
+JOB_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": ()}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of a parallel job: its directory name, seed and loss-weight overrides."""
+    name: str
+    seed: int
+    loss_weights: Mapping[str, float]
+
+
+def format_value(value: float) -> str:
+    """A short, exact, directory-safe form of a swept value: 1000.0 -> "1000", 0.5 -> "0.5", 1e38 -> "1e+38"."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def run_specs(config: ml_collections.ConfigDict) -> list[RunSpec]:
+    """The runs of ``config`` (``[]`` for an ordinary single run). Raises ``ValueError`` for bad settings."""
+    runs = config.get("parallel_runs", 0)
+    sweep = config.get("parallel_sweep", "") or ""
+    values = tuple(config.get("parallel_values", ()) or ())
+    if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 0:
+        raise ValueError(f"parallel_runs must be an integer >= 0, got {runs!r}")
+    if runs <= 1:
+        if sweep or values:
+            raise ValueError("parallel_sweep / parallel_values need parallel_runs >= 2 (one run per value)")
+        return []
+    if not sweep:
+        if values:
+            raise ValueError("parallel_values is set but parallel_sweep is empty; name the loss weight to "
+                             f"sweep, one of: {', '.join(SWEEPABLE)}")
+        return [RunSpec(f"seed_{config.seed + index}", int(config.seed + index), {}) for index in range(runs)]
+    key = sweep[len("loss."):] if sweep.startswith("loss.") else sweep
+    if key not in SWEEPABLE:
+        raise ValueError(f"parallel_sweep {sweep!r} is not a sweepable loss weight; valid: {', '.join(SWEEPABLE)}")
+    if len(values) != runs:
+        raise ValueError(f"parallel_values has {len(values)} values but parallel_runs is {runs}; give one "
+                         "value per run")
+    numbers = []
+    for value in values:
+        if isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.number)) \
+                or not math.isfinite(value) or value < 0:
+            raise ValueError(f"parallel_values must be finite numbers >= 0, got {value!r}")
+        numbers.append(float(value))
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"parallel_values has repeated values {values}; use parallel_sweep='' for seeds")
+    if key == "kd_alpha" and max(numbers) > 1:
+        raise ValueError(f"kd_alpha values must be in [0, 1], got {values}")
+    if key == "kd_temperature" and (not config.loss.get("kd_alpha", 0.0) or min(numbers) <= 0):
+        raise ValueError("sweeping kd_temperature needs loss.kd_alpha > 0 and temperatures > 0")
+    return [RunSpec(f"{key}_{format_value(value)}", int(config.seed), {key: value}) for value in numbers]
+
+
+def swept_key(specs: Sequence[RunSpec]) -> str | None:
+    """The swept loss weight of a job, ``None`` for a seed job."""
+    return next(iter(specs[0].loss_weights), None) if specs else None
+
+
+def structure_loss_config(loss_config: ml_collections.ConfigDict,
+                          specs: Sequence[RunSpec]) -> ml_collections.ConfigDict:
+    """The loss config the job's objective is built from: a swept weight set to its largest value, so that
+    the term is computed (each run then scales it by its own value from the state)."""
+    key = swept_key(specs)
+    structure = ml_collections.ConfigDict(loss_config.to_dict())
+    if key is not None:
+        structure[key] = max(spec.loss_weights[key] for spec in specs)
+    return structure
+
+
+def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> dict:
+    """The single-run config of one run (what its ``config.json`` records)."""
+    record = config.to_dict()
+    record["seed"] = spec.seed
+    record["loss"] = dict(record["loss"], **spec.loss_weights)
+    record.update(JOB_KEYS)
+    return record
+
+
+def initial_loss_weights(specs: Sequence[RunSpec]) -> dict:
+    """``state["loss_weights"]`` of the stacked job state: ``{key: float32[S]}``, ``{}`` for seed jobs."""
+    key = swept_key(specs)
+    if key is None:
+        return {}
+    return {key: np.asarray([spec.loss_weights[key] for spec in specs], np.float32)}
+
+
+def stack(trees: Sequence[Any]) -> Any:
+    """Per-run pytrees -> one pytree with a leading run axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def unstack(tree: Any, index: int) -> Any:
+    """Run ``index``'s slice of a stacked pytree."""
+    return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
+def vmap_train_step(step: Callable) -> Callable:
+    """``step(state, teacher_variables, data, indices)`` over stacked states and per-run indices [S, B];
+    the teacher and the data are shared by all runs."""
+    return jax.vmap(step, in_axes=(0, None, None, 0))
+
+
+def vmap_eval_step(eval_step: Callable) -> Callable:
+    """``eval_step(params, batch_stats, data, start, chunk_size)`` over stacked params and batch stats
+    (same signature; ``chunk_size`` stays a static Python int)."""
+
+    def vmapped(params, batch_stats, data, start, chunk_size):
+        return jax.vmap(lambda run_params, run_stats: eval_step(run_params, run_stats, data, start, chunk_size)
+                        )(params, batch_stats)
+
+    return vmapped
+
+
+STOPPED_FILE = "stopped.json"
+
+
+def mark_stopped(run_dir: str, step: int, reason: str) -> None:
+    """Records that a run of a job stopped (its loss became non-finite) while the others went on."""
+    path = os.path.join(run_dir, STOPPED_FILE)
+    with open(path + ".tmp", "w") as file:
+        json.dump({"step": int(step), "reason": reason}, file, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def stopped_reason(run_dir: str) -> str | None:
+    """Why a run of a job was stopped, ``None`` if it was not."""
+    path = os.path.join(run_dir, STOPPED_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as file:
+        return json.load(file).get("reason", "stopped")
