@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from at_jax import models
+from at_jax import models, parallel_runs as parallel_runs_lib
 from at_jax.losses import build_objective
 from at_jax.optimizer import make_optimizer
 from at_jax.steps import StepConfig, make_multi_step, make_train_step
@@ -63,7 +63,7 @@ class JaxStep:
 def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes: int, dtype: str,
                   steps_per_call: int, pad: int, flip: bool, mean, std, total_steps: int = 100_000,
                   image_shape: tuple[int, int, int] = (32, 32, 3), seed: int = 0,
-                  scan_unroll: bool = False) -> JaxStep:
+                  scan_unroll: bool = False, parallel_runs: int = 1) -> JaxStep:
     """The library step for ``method`` (see :data:`METHODS`), jitted with donation.
 
     ``pad``/``flip`` are the in-step augmentation (0/False: none, the step-throughput setting).
@@ -82,26 +82,32 @@ def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes
     sample = jnp.zeros((1,) + tuple(image_shape), compute_dtype)
     model_key, teacher_key = jax.random.split(jax.random.PRNGKey(seed))
 
-    def init_state():
-        variables = model.init(model_key, sample, train=False)
+    def init_state(run_seed):
+        variables = model.init(jax.random.fold_in(model_key, run_seed), sample, train=False)
         params = {"model": variables["params"]}
         return {"step": jnp.zeros((), jnp.int32), "params": params,
                 "batch_stats": variables.get("batch_stats", {}), "opt_state": transform.init(params),
-                "rng": jax.random.PRNGKey(seed + 1)}
+                "rng": jax.random.PRNGKey(run_seed + 1)}
 
-    state = jax.jit(init_state)()
+    if parallel_runs > 1:
+        state = jax.jit(jax.vmap(init_state))(jnp.arange(parallel_runs) + seed)
+    else:
+        state = jax.jit(init_state)(seed)
     teacher_variables = (jax.jit(lambda: teacher_model.init(teacher_key, sample, train=False))()
                          if teacher_model is not None else None)
     step_config = StepConfig(total_steps=total_steps, pad=pad, flip=flip, mean=tuple(mean), std=tuple(std),
                              compute_dtype=compute_dtype, teacher_dtype=compute_dtype,
                              grad_at_beta=grad_at_beta)
     single_step = make_train_step(model, teacher_model, objective, transform, schedule, step_config)
+    index_shape = (parallel_runs, 1) if parallel_runs > 1 else (1,)
+    if parallel_runs > 1:
+        single_step = parallel_runs_lib.vmap_train_step(single_step)
     if steps_per_call == 1:
         return JaxStep(jax.jit(single_step, donate_argnums=(0,)), state, teacher_variables, None, 1)
     data_shape = {"train_images": jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.uint8),
                   "train_labels": jax.ShapeDtypeStruct((1,), jnp.int32)}
     metric_shapes = jax.eval_shape(single_step, state, teacher_variables, data_shape,
-                                   jax.ShapeDtypeStruct((1,), jnp.int32))[1]
+                                   jax.ShapeDtypeStruct(index_shape, jnp.int32))[1]
     metric_sums = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
     multi_step = unrolled_multi_step(single_step) if scan_unroll else make_multi_step(single_step)
     return JaxStep(jax.jit(multi_step, donate_argnums=(0, 1)), state, teacher_variables, metric_sums,
@@ -155,14 +161,16 @@ def device_peak_bytes() -> int | None:
 
 
 def step_data(batch_size: int, steps_per_call: int, num_classes: int, image_size: int = 32,
-              seed: int = 0) -> tuple[dict, jax.Array]:
+              seed: int = 0, parallel_runs: int = 1) -> tuple[dict, jax.Array]:
     """One batch of uint8 images resident on the device and the indices of ``steps_per_call`` steps
-    over it (each step of a multi-step call reuses the same batch)."""
+    over it (each step of a multi-step call, and each of ``parallel_runs`` runs, reuses the same batch)."""
     rng = np.random.default_rng(seed)
     data = {"train_images": jnp.asarray(rng.integers(0, 256, (batch_size, image_size, image_size, 3),
                                                      dtype=np.uint8)),
             "train_labels": jnp.asarray(rng.integers(0, num_classes, (batch_size,), dtype=np.int32))}
     indices = jnp.arange(batch_size, dtype=jnp.int32)
+    if parallel_runs > 1:
+        indices = jnp.tile(indices[None], (parallel_runs, 1))
     if steps_per_call > 1:
-        indices = jnp.tile(indices[None], (steps_per_call, 1))
+        indices = jnp.tile(indices[None], (steps_per_call,) + (1,) * indices.ndim)
     return data, indices

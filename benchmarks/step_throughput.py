@@ -34,15 +34,17 @@ def prepare_jax(args: argparse.Namespace) -> tuple:
     jax_step = jax_reference.make_jax_step(
         args.student, args.teacher, args.method, num_classes=NUM_CLASSES, dtype=args.dtype,
         steps_per_call=args.steps_per_call, scan_unroll=args.scan_unroll, pad=0, flip=False,
-        mean=(0.5,) * 3, std=(0.25,) * 3)
-    data, indices = jax_reference.step_data(args.batch_size, args.steps_per_call, NUM_CLASSES)
+        mean=(0.5,) * 3, std=(0.25,) * 3, parallel_runs=args.parallel_runs)
+    data, indices = jax_reference.step_data(args.batch_size, args.steps_per_call, NUM_CLASSES,
+                                            parallel_runs=args.parallel_runs)
     compiled, facts = jax_reference.compile_with_costs(jax_step, data, indices)
 
     def describe(call_seconds: float) -> dict:
         result = {"jax_version": jax.__version__, "device": str(jax.devices()[0]),
                   "device_kind": jax.devices()[0].device_kind, "backend": jax.default_backend(),
                   "median_call_seconds": call_seconds,
-                  "device_peak_bytes": jax_reference.device_peak_bytes(), **facts}
+                  "device_peak_bytes": jax_reference.device_peak_bytes(),
+                  "xla_flags": os.environ.get("XLA_FLAGS", ""), **facts}
         if facts.get("flops_per_call"):
             result["flops_per_step"] = facts["flops_per_call"] / args.steps_per_call
             result["achieved_flops_per_second"] = facts["flops_per_call"] / call_seconds
@@ -108,9 +110,13 @@ def measure_interleaved(args: argparse.Namespace) -> tuple[dict, float]:
 
 
 def run_one(args: argparse.Namespace) -> dict:
-    if args.steps_per_call < 1 or args.repeats < 1 or args.warmup < 0 or args.batch_size < 1:
+    if args.steps_per_call < 1 or args.repeats < 1 or args.warmup < 0 or args.batch_size < 1 \
+            or args.parallel_runs < 1:
         raise SystemExit("step_throughput: error: need --steps-per-call >= 1, --repeats >= 1, "
-                         "--warmup >= 0, --batch-size >= 1")
+                         "--warmup >= 0, --batch-size >= 1, --parallel-runs >= 1")
+    if args.parallel_runs > 1 and args.framework != "jax":
+        raise SystemExit("step_throughput: error: --parallel-runs is a jax setting (torch runs are sequential: "
+                         "their throughput is the single run's)")
     teacher = None if args.method == "none" else args.teacher
     runner = measure_interleaved if args.framework == "both" else measure
     specific, call_seconds = runner(args)
@@ -120,7 +126,10 @@ def run_one(args: argparse.Namespace) -> dict:
               "compile": bool(args.compile) if args.framework != "jax" else True,  # jax: always jit
               "steps_per_call": args.steps_per_call, "scan_unroll": args.scan_unroll, "repeats": args.repeats,
               "warmup": args.warmup,
-              "median_step_seconds": step_seconds, "images_per_second": args.batch_size / step_seconds,
+              "parallel_runs": args.parallel_runs,
+              "median_step_seconds": step_seconds,
+              # all runs' images: S vmapped runs against S sequential runs is this over the S = 1 figure
+              "images_per_second": args.parallel_runs * args.batch_size / step_seconds,
               "host_peak_rss_bytes": common.host_peak_rss_bytes(), **common.machine_facts(), **specific}
     result["load_average"] = common.load_average()  # after the run too: the load while it ran
     return result
@@ -203,6 +212,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--scan-unroll", action="store_true",
                         help="jax, K > 1: fully unrolled lax.scan instead of at_jax.steps.make_multi_step")
+    parser.add_argument("--parallel-runs", type=int, default=1,
+                        help="jax: S students vmapped in one step (config.parallel_runs); images/s counts all S")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--all", action="store_true", help="run a list of configurations, print a table")
     parser.add_argument("--all-methods", default="none,at,kd,at+kd")

@@ -95,3 +95,20 @@ def test_bad_arguments_exit_with_an_error():
     process = subprocess.run([sys.executable, script, "--framework", "jax", "--repeats", "0", "--json"],
                              capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert process.returncode != 0 and "error" in process.stderr
+
+
+def test_step_throughput_parallel_runs_counts_every_run():
+    """--parallel-runs S: one vmapped step of S students (config.parallel_runs); images/s counts all S."""
+    sys.path.insert(0, REPO_ROOT)
+    try:
+        from benchmarks import step_throughput  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    args = step_throughput.parse_args([*TINY, "--framework", "jax", "--method", "at", "--repeats", "1",
+                                       "--warmup", "1", "--parallel-runs", "2"])
+    result = step_throughput.run_one(args)
+    assert result["parallel_runs"] == 2
+    assert result["images_per_second"] == pytest.approx(2 * 8 / result["median_step_seconds"])
+    assert result["flops_per_call"] > 2e7
+    with pytest.raises(SystemExit, match="jax setting"):
+        step_throughput.run_one(step_throughput.parse_args([*TINY, "--framework", "torch", "--parallel-runs", "2"]))
