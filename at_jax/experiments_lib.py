@@ -12,6 +12,9 @@ An experiment config (``make_experiment_config``) holds
 - ``paper_reference``: ``errors`` (method or "teacher" -> the paper's error %) and ``setting`` (the base
   config values under which those numbers apply), shown beside ours only when the setting matches.
 
+- ``parallel_seeds``: train the seeds of each method as one job of vmapped runs (``config.parallel_runs``
+  of the trainer) in ``DIR/<method>``; the runs land in the same ``DIR/<method>/seed_<s>`` directories.
+
 ``run_experiment(config, workdir)`` trains ``DIR/teacher`` (from ``base`` with ``model = base.teacher.model``,
 no transfer terms) and ``DIR/<method>/seed_<s>``; a run whose ``summary.json`` holds the full step count is
 not redone, a partial one resumes through the trainer. Results go to ``DIR/results.json`` and
@@ -81,6 +84,7 @@ def make_experiment_config(base: ml_collections.ConfigDict, *, name: str, method
     config.first_seed = first_seed
     config.teacher_seed = 0
     config.teacher_workdir = ""
+    config.parallel_seeds = False
     config.teacher_overrides = ml_collections.ConfigDict(dict(teacher_overrides or {}))
     config.paper_reference = ml_collections.ConfigDict()
     config.paper_reference.errors = ml_collections.ConfigDict(dict(paper_reference or {}))
@@ -266,18 +270,64 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn:
     parameter_counts: dict[str, int | None] = {}
     os.makedirs(workdir, exist_ok=True)
     results: dict = {}
-    for index, run in enumerate(runs):
-        summary = finished_summary(run, steps.total_steps(run.config))
-        if on_run is not None:
-            on_run(index, len(runs), run, summary is not None)
-        if summary is None:
-            logging.info("experiment %s: training %s in %s", config.name, run.name, run.workdir)
-            summary = train_fn(run.config, run.workdir)
-        summaries[(run.method, run.seed)] = summary
+    index = 0
+    for group in run_groups(runs, bool(config.get("parallel_seeds", False))):
+        pending = []
+        for run in group:
+            summary = finished_summary(run, steps.total_steps(run.config))
+            if on_run is not None:
+                on_run(index, len(runs), run, summary is not None)
+            index += 1
+            if summary is None:
+                pending.append(run)
+            else:
+                summaries[(run.method, run.seed)] = summary
+        if pending and len(group) > 1 and job_can_run(group):
+            job_dir = os.path.dirname(group[0].workdir)
+            logging.info("experiment %s: training %s as one job in %s", config.name,
+                         ", ".join(run.name for run in group), job_dir)
+            job_summary = train_fn(job_config(group), job_dir)
+            for run in group:
+                summaries[(run.method, run.seed)] = job_summary["runs"][f"seed_{run.seed}"]
+        else:
+            for run in pending:
+                logging.info("experiment %s: training %s in %s", config.name, run.name, run.workdir)
+                summaries[(run.method, run.seed)] = train_fn(run.config, run.workdir)
         results = collect_results(config, workdir, summaries, parameter_counts)
         if is_chief:
             experiment_results.write_results(workdir, results)
     return results
+
+
+def run_groups(runs: list[PlannedRun], parallel_seeds: bool) -> list[list[PlannedRun]]:
+    """What trains together: each run alone, or (``parallel_seeds``) all seeds of a method as one job."""
+    if not parallel_seeds:
+        return [[run] for run in runs]
+    groups: list[list[PlannedRun]] = []
+    for run in runs:
+        if groups and run.method != TEACHER and groups[-1][0].method == run.method:
+            groups[-1].append(run)
+        else:
+            groups.append([run])
+    return groups
+
+
+def job_can_run(group: list[PlannedRun]) -> bool:
+    """A method's seeds train as one job unless some of them were started as separate runs earlier."""
+    job_dir = os.path.dirname(group[0].workdir)
+    if os.path.isfile(os.path.join(job_dir, "config.json")):
+        return True
+    return not any(os.path.isfile(os.path.join(run.workdir, "config.json")) for run in group)
+
+
+def job_config(group: list[PlannedRun]) -> ml_collections.ConfigDict:
+    """The trainer config of one job running the seeds of ``group`` (consecutive, as ``seed_list``)."""
+    config = _copy(group[0].config)
+    config.seed = group[0].seed
+    config.parallel_runs = len(group)
+    config.parallel_sweep, config.parallel_values = "", ()
+    config.run_name = group[0].method
+    return config
 
 
 def count_parameters(run_workdir: str) -> int | None:

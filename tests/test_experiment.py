@@ -117,6 +117,27 @@ def test_changed_settings_are_refused_not_overwritten(finished):
         run_experiment(config, workdir, train_fn=lambda *_: pytest.fail("trained"))
 
 
+def test_parallel_seeds_train_each_method_as_one_job_with_the_same_results(finished, tmp_path):
+    """parallel_seeds: teacher, then one vmapped job per method; the same directories, files and numbers."""
+    workdir, results, _ = finished
+    config = tiny_experiment()
+    config.parallel_seeds = True
+    config.teacher_workdir = os.path.join(workdir, "teacher")  # the same teacher
+    trainer = CountingTrainer()
+    parallel_results = run_experiment(config, str(tmp_path), train_fn=trainer)
+    assert [os.path.relpath(run, os.path.relpath(str(tmp_path))) for run in trainer.runs] == ["none", "at"]
+    for method in ("none", "at"):
+        for seed in (0, 1):
+            with open(tmp_path / method / f"seed_{seed}" / "config.json") as file:
+                saved = json.load(file)
+            assert saved["seed"] == seed and saved["parallel_runs"] == 0
+        assert parallel_results["methods"][method]["errors"] == pytest.approx(
+            results["methods"][method]["errors"], abs=1e-3)
+    trainer.runs.clear()
+    run_experiment(config, str(tmp_path), train_fn=trainer)
+    assert trainer.runs == []
+
+
 def fake_summary(accuracy, step=4):
     return {"model": "wrn-10-1", "step": step, "accuracy": accuracy}
 
