@@ -78,10 +78,11 @@ def format_summaries(summaries: dict[str, dict]) -> str:
             rows.update({f"{name}/{run}": run_summary for run, run_summary in summary["runs"].items()})
         else:
             rows[name] = summary
-    lines = [f"{'run':<22} {'model':<12} {'test accuracy':>13} {'train time':>10}"]
+    width = max([22] + [len(name) for name in rows])
+    lines = [f"{'run':<{width}} {'model':<12} {'test accuracy':>13} {'train time':>10}"]
     for name, summary in rows.items():
         accuracy = summary.get("accuracy")
         accuracy_text = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
-        lines.append(f"{name:<22} {summary.get('model', ''):<12} {accuracy_text:>13} "
+        lines.append(f"{name:<{width}} {summary.get('model', ''):<12} {accuracy_text:>13} "
                      f"{summary.get('train_seconds', 0):>9.0f}s")
     return "\n".join(lines)
