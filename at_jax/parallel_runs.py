@@ -11,6 +11,11 @@ can be resumed, inspected or used as a teacher like any other run.
 The state of the job is the per-run states stacked on a leading run axis. A swept weight travels in the
 state as ``state["loss_weights"][key]`` (a traced scalar per run), so one compiled program serves all
 values; the objective is built with the weight on (the largest value) so that its terms exist.
+
+``parallel_mode``: "vmap" batches the runs (``jax.vmap``: one program whose convolutions take all runs at
+once, what fills an accelerator); "unroll" puts S copies of the single-run step in one program; "auto"
+(default) is "unroll" on CPU, where the batched step of per-run weights becomes grouped convolutions and
+ran at 0.55x the throughput of sequential runs (unrolled: 0.89x; BENCHMARKS.md), and "vmap" elsewhere.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import numpy as np
 SWEEPABLE = ("at_beta", "kd_alpha", "kd_temperature", "factt_beta", "grad_at_beta", "grad_penalty_beta",
              "flip_symmetry_beta")
 #: Config keys that describe the job, not one run (a run's own config.json has them switched off).
-JOB_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": ()}
+JOB_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": (), "parallel_mode": "auto"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +58,8 @@ def run_specs(config: ml_collections.ConfigDict) -> list[RunSpec]:
     values = tuple(config.get("parallel_values", ()) or ())
     if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 0:
         raise ValueError(f"parallel_runs must be an integer >= 0, got {runs!r}")
+    if config.get("parallel_mode", "auto") not in MODES:
+        raise ValueError(f"parallel_mode must be one of {', '.join(MODES)}, got {config.parallel_mode!r}")
     if runs <= 1:
         if sweep or values:
             raise ValueError("parallel_sweep / parallel_values need parallel_runs >= 2 (one run per value)")
@@ -132,15 +139,50 @@ def vmap_train_step(step: Callable) -> Callable:
     return jax.vmap(step, in_axes=(0, None, None, 0))
 
 
-def vmap_eval_step(eval_step: Callable) -> Callable:
+def unrolled_train_step(step: Callable, runs: int) -> Callable:
+    """:func:`vmap_train_step` as ``runs`` copies of the single-run step in one program, each on its run's
+    slice (no batching rule: each run's convolutions stay ordinary convolutions; ``runs`` times the
+    compile time)."""
+
+    def unrolled(state, teacher_variables, data, indices):
+        outputs = [step(unstack(state, index), teacher_variables, data, indices[index]) for index in range(runs)]
+        return stack([output[0] for output in outputs]), stack([output[1] for output in outputs])
+
+    return unrolled
+
+
+def job_train_step(step: Callable, runs: int, mode: str) -> Callable:
+    """The job's step: ``mode`` "vmap" (one batched program; what fills an accelerator) or "unroll"
+    (:func:`unrolled_train_step`); "auto" = "unroll" on CPU, where a batched step of per-run weights runs
+    as grouped convolutions and is slower than the runs one after another, "vmap" elsewhere."""
+    return vmap_train_step(step) if resolve_mode(mode) == "vmap" else unrolled_train_step(step, runs)
+
+
+MODES = ("auto", "vmap", "unroll")
+
+
+def resolve_mode(mode: str) -> str:
+    """"vmap" or "unroll" for a ``parallel_mode`` setting ("auto": unroll on CPU, vmap elsewhere)."""
+    if mode not in MODES:
+        raise ValueError(f"parallel_mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "auto":
+        return "unroll" if jax.default_backend() == "cpu" else "vmap"
+    return mode
+
+
+def job_eval_step(eval_step: Callable, runs: int, mode: str) -> Callable:
     """``eval_step(params, batch_stats, data, start, chunk_size)`` over stacked params and batch stats
-    (same signature; ``chunk_size`` stays a static Python int)."""
+    (same signature; ``chunk_size`` stays a static Python int), vmapped or unrolled as
+    :func:`job_train_step`."""
+    mode = resolve_mode(mode)
 
-    def vmapped(params, batch_stats, data, start, chunk_size):
-        return jax.vmap(lambda run_params, run_stats: eval_step(run_params, run_stats, data, start, chunk_size)
-                        )(params, batch_stats)
+    def job(params, batch_stats, data, start, chunk_size):
+        run_eval = lambda run_params, run_stats: eval_step(run_params, run_stats, data, start, chunk_size)
+        if mode == "vmap":
+            return jax.vmap(run_eval)(params, batch_stats)
+        return stack([run_eval(unstack(params, index), unstack(batch_stats, index)) for index in range(runs)])
 
-    return vmapped
+    return job
 
 
 STOPPED_FILE = "stopped.json"

@@ -309,8 +309,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     single_step = make_train_step(model, teacher_model, objective, transform, schedule, step_config)
     eval_step = make_eval_step(model, step_config, num_classes, parallel.batch_sharded(mesh))
     if parallel_job:
-        single_step = parallel_runs.vmap_train_step(single_step)
-        eval_step = parallel_runs.vmap_eval_step(eval_step)
+        mode = config.get("parallel_mode", "auto")
+        single_step = parallel_runs.job_train_step(single_step, len(specs), mode)
+        eval_step = parallel_runs.job_eval_step(eval_step, len(specs), mode)
     train_steps = jax.jit(make_multi_step(single_step), donate_argnums=(0, 1))
     eval_step = jax.jit(eval_step, static_argnums=4)
     batch_shape = (len(specs), config.batch_size) if parallel_job else (config.batch_size,)

@@ -63,7 +63,7 @@ class JaxStep:
 def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes: int, dtype: str,
                   steps_per_call: int, pad: int, flip: bool, mean, std, total_steps: int = 100_000,
                   image_shape: tuple[int, int, int] = (32, 32, 3), seed: int = 0,
-                  scan_unroll: bool = False, parallel_runs: int = 1) -> JaxStep:
+                  scan_unroll: bool = False, parallel_runs: int = 1, parallel_mode: str = "auto") -> JaxStep:
     """The library step for ``method`` (see :data:`METHODS`), jitted with donation.
 
     ``pad``/``flip`` are the in-step augmentation (0/False: none, the step-throughput setting).
@@ -101,7 +101,7 @@ def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes
     single_step = make_train_step(model, teacher_model, objective, transform, schedule, step_config)
     index_shape = (parallel_runs, 1) if parallel_runs > 1 else (1,)
     if parallel_runs > 1:
-        single_step = parallel_runs_lib.vmap_train_step(single_step)
+        single_step = parallel_runs_lib.job_train_step(single_step, parallel_runs, parallel_mode)
     if steps_per_call == 1:
         return JaxStep(jax.jit(single_step, donate_argnums=(0,)), state, teacher_variables, None, 1)
     data_shape = {"train_images": jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.uint8),

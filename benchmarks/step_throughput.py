@@ -34,7 +34,8 @@ def prepare_jax(args: argparse.Namespace) -> tuple:
     jax_step = jax_reference.make_jax_step(
         args.student, args.teacher, args.method, num_classes=NUM_CLASSES, dtype=args.dtype,
         steps_per_call=args.steps_per_call, scan_unroll=args.scan_unroll, pad=0, flip=False,
-        mean=(0.5,) * 3, std=(0.25,) * 3, parallel_runs=args.parallel_runs)
+        mean=(0.5,) * 3, std=(0.25,) * 3, parallel_runs=args.parallel_runs,
+        parallel_mode=args.parallel_mode)
     data, indices = jax_reference.step_data(args.batch_size, args.steps_per_call, NUM_CLASSES,
                                             parallel_runs=args.parallel_runs)
     compiled, facts = jax_reference.compile_with_costs(jax_step, data, indices)
@@ -126,7 +127,7 @@ def run_one(args: argparse.Namespace) -> dict:
               "compile": bool(args.compile) if args.framework != "jax" else True,  # jax: always jit
               "steps_per_call": args.steps_per_call, "scan_unroll": args.scan_unroll, "repeats": args.repeats,
               "warmup": args.warmup,
-              "parallel_runs": args.parallel_runs,
+              "parallel_runs": args.parallel_runs, "parallel_mode": args.parallel_mode,
               "median_step_seconds": step_seconds,
               # all runs' images: S vmapped runs against S sequential runs is this over the S = 1 figure
               "images_per_second": args.parallel_runs * args.batch_size / step_seconds,
@@ -214,6 +215,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="jax, K > 1: fully unrolled lax.scan instead of at_jax.steps.make_multi_step")
     parser.add_argument("--parallel-runs", type=int, default=1,
                         help="jax: S students vmapped in one step (config.parallel_runs); images/s counts all S")
+    parser.add_argument("--parallel-mode", default="auto", choices=["vmap", "unroll", "auto"],
+                        help="--parallel-runs: one batched (vmapped) step, or S copies of the step in one "
+                             "program; auto = unroll on CPU, vmap elsewhere (config.parallel_mode)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--all", action="store_true", help="run a list of configurations, print a table")
     parser.add_argument("--all-methods", default="none,at,kd,at+kd")

@@ -124,6 +124,15 @@ def teacher_dir(tmp_path_factory):
     return workdir
 
 
+def test_vmapped_job_equals_unrolled_job(seed_job, tmp_path):
+    """parallel_mode "vmap" (one batched program, the accelerator path) against "unroll" (the CPU default)."""
+    workdir, summary = seed_job
+    vmapped = train_and_evaluate(job_config(parallel_runs=2, seed=5, parallel_mode="vmap"), str(tmp_path))
+    for name in ("seed_5", "seed_6"):
+        assert_same_run(str(tmp_path / name), os.path.join(workdir, name))
+        assert vmapped["runs"][name]["accuracy"] == summary["runs"][name]["accuracy"]
+
+
 def test_a_diverging_run_stops_alone(tmp_path):
     workdir = str(tmp_path / "job")
     config = job_config(parallel_runs=2, parallel_sweep="grad_penalty_beta", parallel_values=(0.0, 1e38),
@@ -145,6 +154,7 @@ def test_a_diverging_run_stops_alone(tmp_path):
 
 @pytest.mark.parametrize("overrides,message", [
     ({"parallel_runs": -1}, "parallel_runs"),
+    ({"parallel_runs": 2, "parallel_mode": "pmap"}, "parallel_mode"),
     ({"parallel_runs": 1, "parallel_sweep": "at_beta"}, ">= 2"),
     ({"parallel_runs": 2, "parallel_values": (1.0, 2.0)}, "parallel_sweep is empty"),
     ({"parallel_runs": 2, "parallel_sweep": "learning_rate", "parallel_values": (1.0, 2.0)}, "sweepable"),
