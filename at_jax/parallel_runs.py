@@ -23,12 +23,14 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+
+if TYPE_CHECKING:  # the vmapped step is used by the benchmarks, which run where ml_collections is absent
+    import ml_collections
 
 #: Loss weights a job can sweep (each enters the objective as a runtime scalar).
 SWEEPABLE = ("at_beta", "kd_alpha", "kd_temperature", "factt_beta", "grad_at_beta", "grad_penalty_beta",
@@ -99,6 +101,8 @@ def structure_loss_config(loss_config: ml_collections.ConfigDict,
                           specs: Sequence[RunSpec]) -> ml_collections.ConfigDict:
     """The loss config the job's objective is built from: a swept weight set to its largest value, so that
     the term is computed (each run then scales it by its own value from the state)."""
+    import ml_collections  # pylint: disable=import-outside-toplevel
+
     key = swept_key(specs)
     structure = ml_collections.ConfigDict(loss_config.to_dict())
     if key is not None:

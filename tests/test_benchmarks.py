@@ -112,3 +112,18 @@ def test_step_throughput_parallel_runs_counts_every_run():
     assert result["flops_per_call"] > 2e7
     with pytest.raises(SystemExit, match="jax setting"):
         step_throughput.run_one(step_throughput.parse_args([*TINY, "--framework", "torch", "--parallel-runs", "2"]))
+
+
+def test_benchmarks_import_without_ml_collections_or_tfds():
+    """The GPU machines' image has jax, flax, optax, orbax and torch only: the harness must not need more."""
+    blocker = ("import sys, importlib.abc\n"
+               "class Block(importlib.abc.MetaPathFinder):\n"
+               "    def find_spec(self, name, path, target=None):\n"
+               "        if name.split('.')[0] in ('ml_collections', 'tensorflow_datasets', 'tensorflow'):\n"
+               "            raise ImportError('not on the GPU image: ' + name)\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "from benchmarks import jax_reference, step_throughput, epoch_throughput, common\n"
+               "print('IMPORTED')\n")
+    result = subprocess.run([sys.executable, "-c", blocker], cwd=REPO_ROOT, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT, JAX_PLATFORMS="cpu"), timeout=120)
+    assert result.returncode == 0 and "IMPORTED" in result.stdout, result.stderr[-2000:]
