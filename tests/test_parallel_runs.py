@@ -125,9 +125,11 @@ def teacher_dir(tmp_path_factory):
 
 
 def test_vmapped_job_equals_unrolled_job(seed_job, tmp_path):
-    """parallel_mode "vmap" (one batched program, the accelerator path) against "unroll" (the CPU default)."""
+    """parallel_mode "vmap" with 2 steps per compiled call (lax.scan: the accelerator path) against
+    "unroll" with one step per call (the CPU default)."""
     workdir, summary = seed_job
-    vmapped = train_and_evaluate(job_config(parallel_runs=2, seed=5, parallel_mode="vmap"), str(tmp_path))
+    vmapped = train_and_evaluate(job_config(parallel_runs=2, seed=5, parallel_mode="vmap", steps_per_call=2),
+                                 str(tmp_path))
     for name in ("seed_5", "seed_6"):
         assert_same_run(str(tmp_path / name), os.path.join(workdir, name))
         assert vmapped["runs"][name]["accuracy"] == summary["runs"][name]["accuracy"]
