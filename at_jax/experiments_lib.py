@@ -43,7 +43,8 @@ TEACHER = "teacher"
 # run: output and bookkeeping settings, and the step count (a longer run resumes from a shorter one).
 IGNORED_KEYS = ("progress", "tensorboard", "run_name", "log_every_steps", "eval_every_steps",
                 "checkpoint_every_steps", "keep_checkpoints", "steps_per_call", "eval_batch_size",
-                "num_train_steps", "num_epochs", "pipeline", "teacher.workdir", "num_classes")
+                "num_train_steps", "num_epochs", "pipeline", "teacher.workdir", "num_classes",
+                "parallel_mode")
 TEACHER_LOSS_KEYS = ("at_beta", "kd_alpha", "factt_beta", "grad_at_beta")
 
 TrainFn = Callable[[ml_collections.ConfigDict, str], dict]
