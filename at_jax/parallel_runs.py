@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from at_jax.workdir import write_json
+
 if TYPE_CHECKING:  # the vmapped step is used by the benchmarks, which run where ml_collections is absent
     import ml_collections
 
@@ -119,6 +121,14 @@ def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> dict:
     return record
 
 
+def single_run(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config`` with the job keys switched off (in place; returned for chaining): one ordinary run."""
+    for key in ("parallel_runs", "parallel_sweep", "parallel_values"):
+        if key in config:
+            config[key] = JOB_KEYS[key]
+    return config
+
+
 def initial_loss_weights(specs: Sequence[RunSpec]) -> dict:
     """``state["loss_weights"]`` of the stacked job state: ``{key: float32[S]}``, ``{}`` for seed jobs."""
     key = swept_key(specs)
@@ -194,10 +204,7 @@ STOPPED_FILE = "stopped.json"
 
 def mark_stopped(run_dir: str, step: int, reason: str) -> None:
     """Records that a run of a job stopped (its loss became non-finite) while the others went on."""
-    path = os.path.join(run_dir, STOPPED_FILE)
-    with open(path + ".tmp", "w") as file:
-        json.dump({"step": int(step), "reason": reason}, file, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(run_dir, STOPPED_FILE), {"step": int(step), "reason": reason})
 
 
 def stopped_reason(run_dir: str) -> str | None:

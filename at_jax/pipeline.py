@@ -10,6 +10,7 @@ import os
 
 import ml_collections
 
+from at_jax.parallel_runs import single_run
 from at_jax.trainer import train_and_evaluate
 
 TRANSFER_KEYS = ("at_beta", "kd_alpha", "factt_beta", "grad_at_beta", "grad_penalty_beta",
@@ -33,9 +34,7 @@ def without_transfer(config: ml_collections.ConfigDict) -> ml_collections.Config
             plain.loss[key] = 0.0
     plain.pipeline = ""
     plain.teacher.workdir = ""
-    if plain.get("parallel_sweep"):
-        plain.parallel_runs, plain.parallel_sweep, plain.parallel_values = 0, "", ()
-    return plain
+    return single_run(plain) if plain.get("parallel_sweep") else plain
 
 
 def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
@@ -46,8 +45,7 @@ def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> di
     summaries = {}
     teacher_config = without_transfer(config)
     teacher_config.model = config.teacher.model
-    if "parallel_runs" in teacher_config:  # one teacher for all students
-        teacher_config.parallel_runs, teacher_config.parallel_sweep, teacher_config.parallel_values = 0, "", ()
+    single_run(teacher_config)  # one teacher for all students
     teacher_dir = os.path.join(workdir, "teacher")
     summaries["teacher"] = train_and_evaluate(teacher_config, teacher_dir)
     summaries["student"] = train_and_evaluate(without_transfer(config), os.path.join(workdir, "student"))

@@ -26,7 +26,7 @@ from at_jax.losses import build_objective
 from at_jax.metrics import MetricWriter, NonFiniteLossError, Progress, check_finite
 from at_jax.optimizer import make_optimizer
 from at_jax.steps import StepConfig, make_eval_step, make_multi_step, make_train_step
-from at_jax.workdir import check_resume_compatible, check_writable, save_config
+from at_jax.workdir import check_resume_compatible, check_writable, save_config, write_json
 
 GRADIENT_KEYS = ("grad_at_beta", "grad_penalty_beta", "flip_symmetry_beta")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -124,12 +124,6 @@ def device_data(dataset, eval_chunk: int, mesh) -> dict:
         "test_labels": np.concatenate([dataset.test_labels, np.zeros(pad, np.int32)]).astype(np.int32),
         "test_mask": np.concatenate([np.ones(num_test, np.float32), np.zeros(pad, np.float32)]),
     }, mesh)
-
-
-def write_json(path: str, record: dict) -> None:
-    with open(path + ".tmp", "w") as file:
-        json.dump(record, file, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def progress_message(run_means: dict[int, dict], images_per_second: float, num_runs: int) -> str:

@@ -71,11 +71,15 @@ def _job_value(config: Mapping, key: str, default):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
+def write_json(path: str, record: Mapping, **dump_options) -> None:
+    """Writes ``record`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
+    with open(path + ".tmp", "w") as file:
+        json.dump(record, file, indent=2, **dump_options)
+    os.replace(path + ".tmp", path)
+
+
 def save_config(workdir: str, config: Mapping, num_classes: int) -> None:
     """Writes ``config.json`` (the config plus the class count a teacher check needs), atomically."""
     record = dict(config)
     record["num_classes"] = num_classes
-    path = os.path.join(workdir, "config.json")
-    with open(path + ".tmp", "w") as file:
-        json.dump(record, file, indent=2, sort_keys=True, default=str)
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(workdir, "config.json"), record, sort_keys=True, default=str)
