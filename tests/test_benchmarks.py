@@ -127,3 +127,20 @@ def test_benchmarks_import_without_ml_collections_or_tfds():
     result = subprocess.run([sys.executable, "-c", blocker], cwd=REPO_ROOT, capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=REPO_ROOT, JAX_PLATFORMS="cpu"), timeout=120)
     assert result.returncode == 0 and "IMPORTED" in result.stdout, result.stderr[-2000:]
+
+
+def test_conv_kernels_and_step_components_run():
+    """The per-convolution and per-component scripts behind BENCHMARKS.md's profile tables (tiny batch)."""
+    sys.path.insert(0, REPO_ROOT)
+    try:
+        from benchmarks import conv_kernels, step_components  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    rows = conv_kernels.main(["--framework", "jax", "--batch-size", "2", "--repeats", "1", "--alternatives",
+                              "--first", "3"])
+    assert [row["conv"] for row in rows] == ["H32 3->16 k3 s1", "H32 16->16 k3 s1", "H32 16->32 k3 s2"]
+    assert all(row[key] > 0 for row in rows for key in ("forward_ms", "input_grad_ms", "weight_grad_ms",
+                                                       "weight_grad_dots_ms", "weight_grad_im2col_ms"))
+    parts = step_components.main(["--framework", "jax", "--student", "wrn-10-1", "--teacher", "wrn-10-1",
+                                  "--batch-size", "2", "--repeats", "1"])
+    assert parts["teacher_eval_forward_seconds"] > 0 and parts["student_forward_backward_seconds"] > 0
