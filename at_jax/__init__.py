@@ -1,21 +1,27 @@
 """at_jax: attention transfer (Zagoruyko & Komodakis, ICLR 2017) in JAX/Flax.
 
-The functional core, re-exported: pure, jit-able functions on NHWC arrays.
+The functional core, re-exported: pure, jit-able functions on NHWC arrays. Importing at_jax changes no
+process setting (the XLA:CPU flags are applied by the entry points; see at_jax/training/cpu_defaults.py).
 """
-from at_jax import xla_cpu as _xla_cpu
+from typing import Any
 
-# Before anything can start a JAX backend: XLA reads XLA_FLAGS once (at_jax/xla_cpu.py).
-_xla_cpu.apply_cpu_flags()
-
-from at_jax import models  # noqa: E402
-from at_jax.attention import at_loss, attention_map  # noqa: E402
-from at_jax.gradient import (flip_symmetry_loss, gradient_at_loss, input_gradient,  # noqa: E402
-                             input_gradient_penalty)
-from at_jax.losses import build_objective, cross_entropy, factt_loss, kd_loss  # noqa: E402
+from at_jax import losses, models
+from at_jax.attention import at_loss, attention_map
+from at_jax.gradient import flip_symmetry_loss, gradient_at_loss, input_gradient, input_gradient_penalty
+from at_jax.losses import build_objective, cross_entropy, factt_loss, kd_loss, register_term
 
 __version__ = "0.1.0"
+
+
+def load_model(workdir: str) -> tuple[Any, dict]:
+    """``(model, variables)`` of a finished run in ``workdir`` (any at_jax run, or an imported teacher):
+    ``model.apply(variables, x_nhwc, train=False) -> (logits, features)``."""
+    from at_jax.training.checkpoint import load_model as load  # pylint: disable=import-outside-toplevel
+    return load(workdir)
+
 
 __all__ = [
     "attention_map", "at_loss", "kd_loss", "cross_entropy", "factt_loss", "build_objective",
     "input_gradient", "gradient_at_loss", "input_gradient_penalty", "flip_symmetry_loss", "models",
+    "losses", "register_term", "load_model",
 ]

@@ -11,15 +11,14 @@ spatial attention map is one of
 flattened to ``H*W`` values and normalised per example, ``Q / max(||Q||, eps)`` exactly like
 ``torch.nn.functional.normalize``. Everything is computed in float32 whatever the input dtype.
 
-Only ``jax`` is imported; every function is pure, jit-able and differentiable.
+Only ``jax`` (and :mod:`at_jax.spatial`, itself pure jax) is imported; every function is pure, jit-able and differentiable.
 """
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from at_jax.spatial import adaptive_avg_pool, resize_bilinear
 
 REDUCTIONS = ("mean", "sum", "max")
 NORMALIZATIONS = ("l2", "l1", None)
@@ -107,49 +106,6 @@ def attention_map(
         spatial = jnp.max(powered, axis=-1)
     flat = spatial.reshape(spatial.shape[0], -1)
     return normalize_rows(flat, normalize, eps)
-
-
-def _adaptive_pool_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """(size_out, size_in) averaging weights of PyTorch's adaptive_avg_pool along one axis.
-
-    Output bin ``i`` averages inputs ``[floor(i*size_in/size_out), ceil((i+1)*size_in/size_out))``.
-    """
-    weights = np.zeros((size_out, size_in), np.float32)
-    for i in range(size_out):
-        start = (i * size_in) // size_out
-        end = math.ceil((i + 1) * size_in / size_out)
-        weights[i, start:end] = 1.0 / (end - start)
-    return weights
-
-
-def adaptive_avg_pool(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """Average-pools an NHWC array to spatial ``size``, exactly like ``F.adaptive_avg_pool2d``.
-
-    Whole-number factors use a reshape-mean (non-overlapping windows); other sizes use PyTorch's
-    adaptive bins (possibly overlapping), applied as two small averaging matrices.
-    """
-    n, h, w, c = x.shape
-    out_h, out_w = size
-    if (out_h, out_w) == (h, w):
-        return x
-    if out_h > h or out_w > w:
-        raise ValueError(f"cannot pool spatial size {(h, w)} up to {(out_h, out_w)}")
-    if h % out_h == 0 and w % out_w == 0:
-        return x.reshape(n, out_h, h // out_h, out_w, w // out_w, c).mean(axis=(2, 4))
-    rows = jnp.asarray(_adaptive_pool_matrix(h, out_h))
-    cols = jnp.asarray(_adaptive_pool_matrix(w, out_w))
-    return jnp.einsum(
-        "ih,jw,nhwc->nijc", rows, cols, x, precision=jax.lax.Precision.HIGHEST
-    )
-
-
-def resize_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """Bilinear resize of an NHWC array, like ``F.interpolate(mode='bilinear',
-    align_corners=False)`` (half-pixel centres, no antialiasing)."""
-    n, h, w, c = x.shape
-    if tuple(size) == (h, w):
-        return x
-    return jax.image.resize(x, (n, *size, c), method="linear", antialias=False)
 
 
 def match_spatial_size(

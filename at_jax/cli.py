@@ -1,9 +1,24 @@
-"""What every at_jax command line shares: the one-line user error and absl flag parsing that uses it."""
+"""What every at_jax command line shares: the one-line user error, flag parsing that uses it, logging levels.
+
+- A :class:`~at_jax.errors.UserError` ends the command with one line ``at_jax: error: ...`` on stderr and
+  exit code 2; any other exception keeps its traceback (and a non-zero exit).
+- ``--verbosity`` works as absl documents it. Without it, at_jax's own messages at INFO (resumed from step
+  N, a run stopped, which teacher was loaded) are shown, other libraries' only from WARNING up.
+"""
 from __future__ import annotations
 
+import contextlib
+import logging as python_logging
+import os
 import sys
+from typing import Iterator
 
 from absl import flags
+from absl import logging
+
+from at_jax.errors import UserError
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def fail(message: object, code: int = 2) -> None:
@@ -14,9 +29,39 @@ def fail(message: object, code: int = 2) -> None:
     sys.exit(code)
 
 
+class _OwnInfoOnly(python_logging.Filter):
+    """Passes warnings and worse from everyone, and at_jax's own records at any level shown."""
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        return record.levelno >= python_logging.WARNING or record.pathname.startswith(PACKAGE_DIR)
+
+
+def configure_logging() -> None:
+    """Applies the default described in the module docstring unless ``--verbosity`` was given."""
+    if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
+        return
+    logging.set_verbosity(logging.INFO)
+    handler = logging.get_absl_handler()
+    if not any(isinstance(existing, _OwnInfoOnly) for existing in handler.filters):
+        handler.addFilter(_OwnInfoOnly())
+
+
+@contextlib.contextmanager
+def user_errors(interrupted: str = "interrupted; re-run the same command to resume from the last checkpoint"
+                ) -> Iterator[None]:
+    """Turns a :class:`UserError` into :func:`fail`; Ctrl-C into one line and exit 130."""
+    try:
+        yield
+    except UserError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        fail(interrupted, code=130)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing (``app.run(main, flags_parser=parse_flags)``): flag and config-file errors
-    (missing file, unknown key, bad override value) become one line and exit code 2."""
+    (missing file, unknown key, bad override value, an exception inside the config file) become one line
+    and exit code 2."""
     try:
         remaining = flags.FLAGS(argv)
         if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
@@ -24,8 +69,12 @@ def parse_flags(argv: list[str]) -> list[str]:
         return remaining
     except flags.Error as error:
         fail(_essence(str(error)))
-    except (KeyError, AttributeError) as error:  # an override of a key the config does not have
-        fail(f"unknown config key {str(error).strip(chr(34))} (see the config file for the valid keys)")
+    except AttributeError as error:
+        if error.args and isinstance(error.args[0], KeyError):  # an override of a key the config lacks
+            fail(f"unknown config key {error.args[0]} (see the config file for the valid keys)")
+        fail(f"the config file raised AttributeError: {error}")
+    except UserError as error:  # e.g. register_term refused a name
+        fail(error)
     except Exception as error:  # pylint: disable=broad-except  # config files raise anything
         fail(_essence(f"{type(error).__name__}: {error}"))
     return []

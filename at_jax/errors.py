@@ -1,9 +1,37 @@
-"""The exception types a user can cause; ``at_jax.train`` turns them into one line and exit code 2."""
-from at_jax.checkpoint import CheckpointError
-from at_jax.data import DatasetError
-from at_jax.metrics import NonFiniteLossError
-from at_jax.trainer import ConfigError
-from at_jax.workdir import WorkdirError
+"""What a user can cause: the :class:`UserError` family. Entry points print these as one line, exit 2.
 
-# ValueError covers the library's argument checks (unknown model, invalid WRN depth, loss options).
-USER_ERRORS = (CheckpointError, DatasetError, NonFiniteLossError, ConfigError, WorkdirError, ValueError)
+Everything else (an internal bug, a shape error in library code) keeps its traceback. This module imports
+nothing of at_jax, so that every layer can raise these.
+"""
+
+
+class UserError(Exception):
+    """Something the user can fix (a setting, a path, a file): one line ``at_jax: error: ...``, exit 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value that cannot work (unknown key, model or option, out-of-range number)."""
+
+
+class WorkdirError(UserError, ValueError):
+    """The workdir cannot be used for this run (not a directory, not writable, holds another run)."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint or run directory the user pointed at cannot be used (missing, empty, damaged)."""
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset cannot be loaded; the message says what to do about it."""
+
+
+class NonFiniteLossError(UserError, RuntimeError):
+    """The training loss became NaN or infinite (a learning rate or loss weight too large)."""
+
+
+class ExperimentError(UserError, ValueError):
+    """An experiment config or workdir that cannot be used."""
+
+
+class FigureError(UserError, ValueError):
+    """A figure cannot be drawn from what the user gave (no metrics, no such test image, bad option)."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from at_jax.cli import fail, parse_flags
+from at_jax.cli import configure_logging, fail, parse_flags, user_errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Experiment directory: teacher/, <method>/seed_<s>/, results.*")
@@ -38,20 +38,18 @@ def main(argv: list[str]) -> None:
         if key not in config:
             fail(f"{key!r} is missing from the config: --config must be an experiment config "
                  "(configs/experiments/NAME.py), not a run config")
-    logging.set_verbosity(logging.ERROR)
+    configure_logging()
+    from at_jax.training.cpu_defaults import apply_xla_cpu_flags  # pylint: disable=import-outside-toplevel
+    apply_xla_cpu_flags()  # before JAX starts a backend
     # Imported here so that flag errors come back before JAX starts.
-    from at_jax import experiment_results, parallel  # pylint: disable=import-outside-toplevel
-    from at_jax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
-    from at_jax.experiments_lib import run_experiment  # pylint: disable=import-outside-toplevel
+    from at_jax.experiments import report  # pylint: disable=import-outside-toplevel
+    from at_jax.experiments.run import run_experiment  # pylint: disable=import-outside-toplevel
+    from at_jax.training import sharding  # pylint: disable=import-outside-toplevel
 
-    try:
-        parallel.initialize_distributed()
+    with user_errors(interrupted="interrupted; re-run the same command to resume"):
+        sharding.initialize_distributed()
         results = run_experiment(config, FLAGS.workdir, on_run=announce)
-    except USER_ERRORS as error:
-        fail(error)
-    except KeyboardInterrupt:
-        fail("interrupted; re-run the same command to resume", code=130)
-    sys.stdout.write("\n" + experiment_results.format_markdown(results))
+    sys.stdout.write("\n" + report.format_markdown(results))
 
 
 def run() -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from at_jax.cli import fail, parse_flags
+from at_jax.cli import configure_logging, fail, parse_flags, user_errors
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
+PIPELINES = ("teacher_then_students", "")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
@@ -26,33 +27,28 @@ def main(argv: list[str]) -> None:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.workdir:
         fail("--workdir is required")
-    logging.set_verbosity(logging.ERROR)
-    # Imported here so that flag errors come back before JAX starts.
-    from at_jax import parallel, pipeline  # pylint: disable=import-outside-toplevel
-    from at_jax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
-    from at_jax.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
-
     config = FLAGS.config
-    try:
-        parallel.initialize_distributed()
-        if config.get("pipeline") == "teacher_then_students":
-            summaries = pipeline.teacher_then_students(config, FLAGS.workdir)
-            print(pipeline.format_summaries(summaries))
-            for name, summary in summaries.items():
-                if "runs" in summary:
-                    print(f"{name}: {pipeline.format_job_statistics(summary)}")
-        elif config.get("pipeline"):
-            fail(f"unknown pipeline {config.pipeline!r}; valid: 'teacher_then_students' or ''")
+    if config.get("pipeline", "") not in PIPELINES:
+        fail(f"unknown pipeline {config.pipeline!r}; valid: 'teacher_then_students' or ''")
+    configure_logging()
+    from at_jax.training.cpu_defaults import apply_xla_cpu_flags  # pylint: disable=import-outside-toplevel
+    apply_xla_cpu_flags()  # before JAX starts a backend
+    # Imported here so that flag errors come back before JAX starts.
+    # pylint: disable=import-outside-toplevel
+    from at_jax.experiments.teacher_students import (format_job_statistics, format_summaries,
+                                                     teacher_then_students)
+    from at_jax.training import sharding, train_and_evaluate
+
+    with user_errors():
+        sharding.initialize_distributed()
+        if config.get("pipeline"):
+            summaries = teacher_then_students(config, FLAGS.workdir)
         else:
-            summary = train_and_evaluate(config, FLAGS.workdir)
-            name = os.path.basename(os.path.normpath(FLAGS.workdir))
-            print(pipeline.format_summaries({name: summary}))
-            if "runs" in summary:
-                print(pipeline.format_job_statistics(summary))
-    except USER_ERRORS as error:
-        fail(error)
-    except KeyboardInterrupt:
-        fail("interrupted; re-run the same command to resume from the last checkpoint", code=130)
+            summaries = {os.path.basename(os.path.normpath(FLAGS.workdir)): train_and_evaluate(config, FLAGS.workdir)}
+    print(format_summaries(summaries))
+    for name, summary in summaries.items():
+        if "runs" in summary:
+            print(f"{name}: {format_job_statistics(summary)}")
 
 
 def with_default_config(argv: list[str]) -> list[str]:

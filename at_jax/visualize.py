@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from at_jax.cli import fail
+from at_jax.cli import configure_logging, fail, user_errors
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,33 +47,44 @@ def curves_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_trained_run(workdir: str):
+    """A finished run as :class:`at_jax.figures.attention_maps.TrainedRun` (config, model, variables)."""
+    # pylint: disable=import-outside-toplevel
+    from at_jax.figures.attention_maps import TrainedRun
+    from at_jax.training.checkpoint import load_run, model_from_config, variables_of
+
+    run = load_run(workdir)
+    return TrainedRun(workdir, run.config, model_from_config(run.config), variables_of(run), run.step)
+
+
+def draw_attention(args: argparse.Namespace) -> tuple[int, int]:
+    from at_jax.figures import attention_maps  # pylint: disable=import-outside-toplevel
+
+    student = load_trained_run(args.workdir)
+    teacher_dir = None if args.no_teacher else (args.teacher or attention_maps.default_teacher_workdir(student))
+    teacher = load_trained_run(teacher_dir) if teacher_dir else None
+    return attention_maps.attention_figure(student, teacher, args.out, num_images=args.num_images,
+                                           start=args.start, dpi=args.dpi)
+
+
+def draw_curves(args: argparse.Namespace) -> tuple[int, int]:
+    from at_jax.figures.curves import curves_figure  # pylint: disable=import-outside-toplevel
+
+    return curves_figure(args.workdir, args.out, metrics=args.metric, dpi=args.dpi, title=args.title)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     curves = bool(argv) and argv[0] == "curves"
     args = (curves_parser() if curves else attention_parser()).parse_args(argv[1:] if curves else argv)
     if args.dpi < 10:
         fail(f"--dpi must be >= 10, got {args.dpi}")
-    # Imported here so that argument errors come back before JAX starts.
-    from absl import logging  # pylint: disable=import-outside-toplevel
-    logging.set_verbosity(logging.ERROR)
-    from at_jax.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
-
-    try:
-        if curves:
-            from at_jax.curves import curves_figure  # pylint: disable=import-outside-toplevel
-            height, width = curves_figure(args.workdir, args.out, metrics=args.metric, dpi=args.dpi,
-                                          title=args.title)
-        else:
-            from at_jax import figures  # pylint: disable=import-outside-toplevel
-            student = figures.load_run(args.workdir)
-            teacher_dir = None if args.no_teacher else (args.teacher or figures.default_teacher_workdir(student))
-            teacher = figures.load_run(teacher_dir) if teacher_dir else None
-            height, width = figures.attention_figure(student, teacher, args.out, num_images=args.num_images,
-                                                     start=args.start, dpi=args.dpi)
-    except USER_ERRORS as error:
-        fail(error)
-    except OSError as error:
-        fail(f"cannot write {args.out}: {error}")
+    configure_logging()
+    with user_errors():
+        try:
+            height, width = (draw_curves(args) if curves else draw_attention(args))
+        except OSError as error:
+            fail(f"cannot write {args.out}: {error}")
     print(f"wrote {args.out} ({width}x{height} px)")
 
 

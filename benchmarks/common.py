@@ -19,6 +19,14 @@ from typing import Callable
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def apply_xla_cpu_flags() -> bool:
+    """The at_jax entry points' XLA:CPU setting (``at_jax.training.cpu_defaults``); call it before the first
+    JAX computation. ``AT_JAX_XLA_CPU_FLAGS=0`` leaves XLA's default."""
+    sys.path.insert(0, REPO_ROOT)
+    from at_jax.training.cpu_defaults import apply_xla_cpu_flags as apply  # pylint: disable=C0415
+    return apply()
+
+
 def time_calls(call: Callable[[], None], *, warmup: int, repeats: int) -> list[float]:
     """Seconds of each of ``repeats`` timed calls after ``warmup`` untimed ones; ``call`` must
     synchronise the device before it returns."""

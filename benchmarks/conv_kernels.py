@@ -3,7 +3,7 @@
     python benchmarks/conv_kernels.py --framework jax|torch [--batch-size 128] [--alternatives] [--json]
 
 jax: ``lax.conv_general_dilated`` (NHWC/HWIO) and its VJPs, each jitted, under whatever ``XLA_FLAGS`` the
-process has (``import at_jax`` adds its XLA:CPU setting; ``AT_JAX_XLA_CPU_FLAGS=0`` leaves XLA's default);
+process has (``main`` applies the at_jax entry points' XLA:CPU setting; ``AT_JAX_XLA_CPU_FLAGS=0`` leaves XLA's default);
 ``--alternatives`` also times two hand-written weight gradients (nine shifted ``dot_general`` s, im2col + one
 matmul). torch: ``F.conv2d`` and ``torch.nn.grad.conv2d_input`` / ``conv2d_weight`` (NCHW). Milliseconds,
 median of ``--repeats`` synchronised calls after 2 warm-up calls. This is the table of BENCHMARKS.md's
@@ -30,7 +30,6 @@ def milliseconds(call, repeats: int) -> float:
 
 
 def jax_calls(batch: int, size: int, cin: int, cout: int, kernel: int, stride: int, alternatives: bool) -> dict:
-    import at_jax  # noqa: F401  (its XLA:CPU setting, before the first computation)
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -89,6 +88,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--first", type=int, default=len(SHAPES), help="only the first N shapes")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    common.apply_xla_cpu_flags()  # before the first JAX computation
     make = jax_calls if args.framework == "jax" else torch_calls
     rows = []
     for size, cin, cout, kernel, stride in SHAPES[:args.first]:

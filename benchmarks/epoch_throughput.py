@@ -5,7 +5,7 @@ Augmentation is reflect-pad 4, random 32x32 crop, horizontal flip, mean/std norm
 
 * ``--framework jax``: the at_jax path. The uint8 training set is resident on the device; each call runs
   ``--steps-per-call`` K train steps in one ``lax.scan`` with the augmentation inside the compiled step;
-  the host only sends the epoch's shuffled example indices (as ``at_jax.trainer`` does).
+  the host only sends the epoch's shuffled example indices (as ``at_jax.training`` does).
 * ``--framework torch``: the official-style pipeline. A ``torch.utils.data.DataLoader`` with ``--workers``
   worker processes over a Dataset of uint8 HWC arrays that pads, crops, flips and normalises each image
   on the host (numpy; torchvision is not needed), batches moved to the device, one eager (or
@@ -199,13 +199,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls (jax) / batches (torch) first")
     parser.add_argument("--scan-unroll", action="store_true",
-                        help="jax, K > 1: fully unrolled lax.scan instead of at_jax.steps.make_multi_step")
+                        help="jax, K > 1: fully unrolled lax.scan instead of at_jax.training.step.make_multi_step")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    common.apply_xla_cpu_flags()  # before the first JAX computation
     common.emit(run(args), args.json)
 
 

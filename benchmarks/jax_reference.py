@@ -2,8 +2,9 @@
 
 ``make_jax_step`` builds student, frozen teacher (random weights: speed does not depend on them),
 objective (``build_objective``), optimizer (``make_optimizer``: SGD momentum 0.9, weight decay 5e-4)
-and the initial state, then ``make_train_step`` (and ``make_multi_step`` for K steps in one
-``lax.scan``) jitted with the state donated, as ``at_jax.trainer.train_and_evaluate`` does.
+and the initial state (``create_train_state``, the trainer's own initialisation), then ``make_train_step``
+(and ``make_multi_step`` for K steps in one ``lax.scan``) jitted with the state donated, as
+``at_jax.training.train_and_evaluate`` does.
 """
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from at_jax import models, parallel_runs as parallel_runs_lib
+from at_jax import models
 from at_jax.losses import build_objective
-from at_jax.optimizer import make_optimizer
-from at_jax.steps import StepConfig, make_multi_step, make_train_step
+from at_jax.training import multi_run
+from at_jax.training.optimizer import make_optimizer
+from at_jax.training.state import create_train_state
+from at_jax.training.step import StepConfig, make_multi_step, make_train_step
 
 METHODS = ("none", "at", "kd", "at+kd", "grad_at")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 AT_BETA, KD_ALPHA, KD_TEMPERATURE, GRAD_AT_BETA = 1e3, 0.9, 4.0, 1.0
 
 
-def loss_config(method: str) -> tuple[dict, float]:
-    """(``build_objective`` fields, ``grad_at_beta``) of a benchmark method."""
+def loss_config(method: str) -> dict:
+    """The ``build_objective`` fields of a benchmark method."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
     fields: dict[str, Any] = {}
@@ -33,7 +36,9 @@ def loss_config(method: str) -> tuple[dict, float]:
         fields["at_beta"] = AT_BETA
     if method in ("kd", "at+kd"):
         fields.update(kd_alpha=KD_ALPHA, kd_temperature=KD_TEMPERATURE)
-    return fields, (GRAD_AT_BETA if method == "grad_at" else 0.0)
+    if method == "grad_at":
+        fields["grad_at_beta"] = GRAD_AT_BETA
+    return fields
 
 
 @dataclasses.dataclass
@@ -71,37 +76,29 @@ def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes
     on XLA:CPU the weight- and input-gradient convolutions inside a ``while`` body are not canonicalised
     and fall back to a generic loop emitter, 10-20x slower than in straight-line code.
     """
-    fields, grad_at_beta = loss_config(method)
-    objective = build_objective(fields)
+    objective = build_objective(loss_config(method))
     compute_dtype = DTYPES[dtype]
     model = models.create(student, num_classes, dtype=compute_dtype)
-    uses_teacher = objective.uses_teacher or grad_at_beta > 0
-    teacher_model = models.create(teacher, num_classes, dtype=compute_dtype) if uses_teacher else None
+    teacher_model = models.create(teacher, num_classes, dtype=compute_dtype) if objective.uses_teacher else None
     transform, schedule = make_optimizer({"learning_rate": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
                                           "decay_at": (0.3, 0.6, 0.8), "decay_factor": 0.2}, total_steps)
     sample = jnp.zeros((1,) + tuple(image_shape), compute_dtype)
-    model_key, teacher_key = jax.random.split(jax.random.PRNGKey(seed))
-
-    def init_state(run_seed):
-        variables = model.init(jax.random.fold_in(model_key, run_seed), sample, train=False)
-        params = {"model": variables["params"]}
-        return {"step": jnp.zeros((), jnp.int32), "params": params,
-                "batch_stats": variables.get("batch_stats", {}), "opt_state": transform.init(params),
-                "rng": jax.random.PRNGKey(run_seed + 1)}
-
+    teacher_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1 << 20)
+    teacher_variables = (jax.jit(lambda: teacher_model.init(teacher_key, sample, train=False))()
+                         if teacher_model is not None else None)
+    init_state = lambda run_seed: create_train_state(model, transform, sample, run_seed, objective=objective,
+                                                     teacher_model=teacher_model,
+                                                     teacher_variables=teacher_variables)
     if parallel_runs > 1:
         state = jax.jit(jax.vmap(init_state))(jnp.arange(parallel_runs) + seed)
     else:
         state = jax.jit(init_state)(seed)
-    teacher_variables = (jax.jit(lambda: teacher_model.init(teacher_key, sample, train=False))()
-                         if teacher_model is not None else None)
     step_config = StepConfig(total_steps=total_steps, pad=pad, flip=flip, mean=tuple(mean), std=tuple(std),
-                             compute_dtype=compute_dtype, teacher_dtype=compute_dtype,
-                             grad_at_beta=grad_at_beta)
+                             compute_dtype=compute_dtype, teacher_dtype=compute_dtype)
     single_step = make_train_step(model, teacher_model, objective, transform, schedule, step_config)
     index_shape = (parallel_runs, 1) if parallel_runs > 1 else (1,)
     if parallel_runs > 1:
-        single_step = parallel_runs_lib.job_train_step(single_step, parallel_runs, parallel_mode)
+        single_step = multi_run.job_train_step(single_step, parallel_runs, parallel_mode)
     if steps_per_call == 1:
         return JaxStep(jax.jit(single_step, donate_argnums=(0,)), state, teacher_variables, None, 1)
     data_shape = {"train_images": jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.uint8),
@@ -115,7 +112,7 @@ def make_jax_step(student: str, teacher: str | None, method: str, *, num_classes
 
 
 def unrolled_multi_step(step: Any) -> Any:
-    """``at_jax.steps.make_multi_step`` with ``lax.scan(..., unroll=True)`` (K copies of the step in
+    """``at_jax.training.step.make_multi_step`` with ``lax.scan(..., unroll=True)`` (K copies of the step in
     straight-line code: K times the compile time, no ``while`` loop)."""
 
     def multi_step(state, metric_sums, teacher_variables, data, indices):

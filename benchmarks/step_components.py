@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    common.apply_xla_cpu_flags()  # before the first JAX computation
     parts = jax_parts if args.framework == "jax" else torch_parts
     result = {"framework": args.framework, "batch_size": args.batch_size, "load_average": None}
     # the teacher runs forward only (frozen), the student forward and backward

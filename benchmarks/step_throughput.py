@@ -212,7 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--scan-unroll", action="store_true",
-                        help="jax, K > 1: fully unrolled lax.scan instead of at_jax.steps.make_multi_step")
+                        help="jax, K > 1: fully unrolled lax.scan instead of at_jax.training.step.make_multi_step")
     parser.add_argument("--parallel-runs", type=int, default=1,
                         help="jax: S students vmapped in one step (config.parallel_runs); images/s counts all S")
     parser.add_argument("--parallel-mode", default="auto", choices=["vmap", "unroll", "auto"],
@@ -230,6 +230,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    common.apply_xla_cpu_flags()  # before the first JAX computation
     if args.all:
         run_all(args)
         return

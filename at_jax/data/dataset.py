@@ -7,8 +7,7 @@ import dataclasses
 import numpy as np
 
 
-class DatasetError(ValueError):
-    """A dataset cannot be loaded; the message is one line saying what to do about it."""
+from at_jax.errors import DatasetError  # noqa: E402  (re-exported: at_jax.data.DatasetError)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -26,7 +26,6 @@ import re
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from at_jax.models.layers import (
     Dtype,
@@ -38,32 +37,11 @@ from at_jax.models.layers import (
 from at_jax.models.registry import register
 from at_jax.models.resnet import ResNet
 from at_jax.models.wrn import WideResNet
+from at_jax.spatial import adaptive_avg_pool
 
 #: Default grid sizes: ImageNet ResNets (224 input, 7x7 last stage) and CIFAR-sized networks.
 IMAGENET_GRID = 7
 CIFAR_GRID = 4
-
-
-def adaptive_pool_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """(size_out, size_in) averaging weights: row i is uniform on [floor(i n/m), ceil((i+1) n/m))."""
-    weights = np.zeros((size_out, size_in), np.float32)
-    for i in range(size_out):
-        start = (i * size_in) // size_out
-        end = -(-((i + 1) * size_in) // size_out)
-        weights[i, start:end] = 1.0 / (end - start)
-    return weights
-
-
-def adaptive_avg_pool2d(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """``F.adaptive_avg_pool2d`` on an NHWC array, any input and output size; computed in float32.
-
-    out[n, i, j, c] = mean over rows r in bin_i(H) and columns s in bin_j(W) of x[n, r, s, c].
-    """
-    _, height, width, _ = x.shape
-    rows = jnp.asarray(adaptive_pool_matrix(height, size[0]))
-    cols = jnp.asarray(adaptive_pool_matrix(width, size[1]))
-    return jnp.einsum("ih,jw,nhwc->nijc", rows, cols, x.astype(jnp.float32),
-                      precision=jax.lax.Precision.HIGHEST)
 
 
 class ChannelReassessment(nn.Module):
@@ -83,7 +61,7 @@ class ChannelReassessment(nn.Module):
     @nn.compact
     def __call__(self, y: jax.Array) -> jax.Array:
         channels = y.shape[-1]
-        pooled = adaptive_avg_pool2d(y, (self.grid, self.grid))
+        pooled = adaptive_avg_pool(y.astype(jnp.float32), (self.grid, self.grid))
         logits = nn.Conv(channels, (self.grid, self.grid), padding="VALID", feature_group_count=channels,
                          use_bias=True, dtype=jnp.float32, param_dtype=jnp.float32,
                          kernel_init=torch_linear_kernel, bias_init=torch_linear_bias(self.grid**2),

@@ -11,6 +11,8 @@ from typing import Callable
 
 import flax.linen as nn
 
+from at_jax.errors import ConfigError
+
 Builder = Callable[..., nn.Module]
 _REGISTRY: list[tuple[re.Pattern, Builder, str]] = []
 
@@ -31,11 +33,15 @@ def available() -> list[str]:
 
 
 def create(name: str, num_classes: int, **kwargs) -> nn.Module:
-    """Builds the model called ``name``; raises ``ValueError`` naming the valid names otherwise."""
+    """Builds the model called ``name``; raises :class:`at_jax.errors.ConfigError` (a ``ValueError``) naming
+    the valid names otherwise, or saying which option of the name or keywords is invalid."""
     if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     for pattern, builder, _ in _REGISTRY:
         match = pattern.fullmatch(name)
         if match:
-            return builder(match, num_classes, **kwargs)
-    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(available())}")
+            try:
+                return builder(match, num_classes, **kwargs)
+            except (ValueError, TypeError) as error:  # the builders check their name and keyword options
+                raise ConfigError(f"model {name!r}: {error}") from None
+    raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(available())}")

@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cifar import cifar_config  # noqa: E402  (configs/cifar.py)
 
-from at_jax.experiments_lib import make_experiment_config  # noqa: E402
+from at_jax.experiments.plan import make_experiment_config  # noqa: E402
 
 # The loss terms each Table 1 column turns on (configs/cifar.py's values): AT beta 1e3 (p=2, mean over
 # channels, l2-normalised, all groups), KD T=4 alpha=0.9, F-ActT beta 1e3 decayed linearly.

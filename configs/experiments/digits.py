@@ -7,7 +7,7 @@ as there, 10: the official 1e3 stalls this student, see the default config).
 this data set.
 """
 from at_jax.default_config import get_config as get_base_config
-from at_jax.experiments_lib import make_experiment_config
+from at_jax.experiments.plan import make_experiment_config
 
 DESCRIPTION = ("Cluttered scikit-learn digits (offline), a WRN-10-2 teacher and WRN-10-1 students with "
                "none / AT / KD / AT+KD (at_jax/default_config.py's recipe); no paper numbers for this data set.")

@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tiny  # noqa: E402  (configs/tiny.py)
 
-from at_jax.experiments_lib import make_experiment_config  # noqa: E402
+from at_jax.experiments.plan import make_experiment_config  # noqa: E402
 
 
 def get_config():

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _table1 import paper_setting  # noqa: E402
 from cifar import cifar_config  # noqa: E402  (configs/ is on sys.path through _table1)
 
-from at_jax.experiments_lib import make_experiment_config  # noqa: E402
+from at_jax.experiments.plan import make_experiment_config  # noqa: E402
 
 METHODS = {
     "none": {},

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import cifar10_nin_gradient  # noqa: E402  (configs/cifar10_nin_gradient.py)
 
-from at_jax.experiments_lib import make_experiment_config  # noqa: E402
+from at_jax.experiments.plan import make_experiment_config  # noqa: E402
 
 METHODS = {
     "none": {},

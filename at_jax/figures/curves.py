@@ -10,7 +10,8 @@ import math
 import os
 from typing import Mapping, Sequence
 
-from at_jax.metrics import read_metrics
+from at_jax.errors import FigureError
+from at_jax.run_files import METRICS_FILE, read_metrics
 
 PANEL_INCHES = (4.0, 3.0)   # (width, height) of one panel; the PNG is columns*4 x rows*3 inches at dpi
 MAX_COLUMNS = 3
@@ -19,8 +20,7 @@ PANEL_TITLES = {"train/total": "train loss (total)", "eval/accuracy": "test accu
                 "train/learning_rate": "learning rate"}
 
 
-class CurvesError(ValueError):
-    """A workdir without readable metrics."""
+CurvesError = FigureError  # a workdir without readable metrics
 
 
 def run_labels(workdirs: Sequence[str]) -> list[str]:
@@ -37,7 +37,7 @@ def read_runs(workdirs: Sequence[str]) -> dict[str, list[dict]]:
     """label -> the records of ``workdir/metrics.jsonl``."""
     runs = {}
     for label, workdir in zip(run_labels(workdirs), workdirs):
-        path = os.path.join(workdir, "metrics.jsonl")
+        path = os.path.join(workdir, METRICS_FILE)
         if not os.path.isfile(path):
             raise CurvesError(f"{workdir} has no metrics.jsonl: it is not the workdir of an at_jax run")
         records = read_metrics(path)

@@ -1,53 +1,60 @@
 """Teacher, then students: the embedded default's one-command comparison.
 
 ``teacher_then_students(config, workdir)`` trains ``config.teacher.model`` without transfer terms in
-``workdir/teacher``, then ``config.model`` without transfer terms in ``workdir/student`` and with the
-config's transfer terms in ``workdir/student_<method>`` using that teacher. Each run resumes on its own.
+``workdir/teacher`` (or uses the finished run ``config.teacher.workdir`` names, training none), then
+``config.model`` without transfer terms in ``workdir/student`` and with the config's transfer terms in
+``workdir/student_<method>`` using that teacher. Each run resumes on its own.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import ml_collections
+from absl import logging
 
-from at_jax.parallel_runs import single_run
-from at_jax.trainer import train_and_evaluate
-
-TRANSFER_KEYS = ("at_beta", "kd_alpha", "factt_beta", "grad_at_beta", "grad_penalty_beta",
-                 "flip_symmetry_beta")
-
-
-def method_name(loss_config: ml_collections.ConfigDict) -> str:
-    """A short name for the transfer terms a loss config turns on, e.g. "at", "at+kd", "none"."""
-    parts = [name for key, name in (("at_beta", "at"), ("kd_alpha", "kd"), ("factt_beta", "factt"),
-                                    ("grad_at_beta", "grad_at"), ("grad_penalty_beta", "min_l2"),
-                                    ("flip_symmetry_beta", "symmetry"))
-             if loss_config.get(key, 0.0)]
-    return "+".join(parts) or "none"
+from at_jax.experiments.plan import without_transfer_terms
+from at_jax.losses import method_name
+from at_jax.training import train_and_evaluate
+from at_jax.training.checkpoint import load_run
+from at_jax.training.multi_run import single_run
 
 
 def without_transfer(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The config without transfer terms; a sweep of a loss weight becomes one run (seed jobs stay)."""
     plain = ml_collections.ConfigDict(config.to_dict())
-    for key in TRANSFER_KEYS:
-        if key in plain.loss:
-            plain.loss[key] = 0.0
+    without_transfer_terms(plain.loss)
     plain.pipeline = ""
     plain.teacher.workdir = ""
     return single_run(plain) if plain.get("parallel_sweep") else plain
 
 
+def given_teacher(teacher_workdir: str) -> dict:
+    """The summary of the finished teacher run a user named (refused in one line if it cannot be loaded)."""
+    run = load_run(teacher_workdir, role="teacher")
+    logging.info("using the teacher in %s (%s, step %d); not training one", teacher_workdir,
+                 run.config.get("model"), run.step)
+    try:
+        with open(os.path.join(teacher_workdir, "summary.json")) as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return {"model": run.config.get("model"), "accuracy": None, "step": run.step}
+
+
 def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
-    """Runs teacher, plain student and transfer student; returns their summaries by run name.
+    """Runs (or reuses) the teacher, the plain student and the transfer student; their summaries by name.
 
     With ``config.parallel_runs`` the teacher is one run; the plain student is a seed job like the
     transfer student's (one run when the transfer student sweeps a loss weight)."""
     summaries = {}
-    teacher_config = without_transfer(config)
-    teacher_config.model = config.teacher.model
-    single_run(teacher_config)  # one teacher for all students
-    teacher_dir = os.path.join(workdir, "teacher")
-    summaries["teacher"] = train_and_evaluate(teacher_config, teacher_dir)
+    teacher_dir = config.teacher.workdir
+    if teacher_dir:
+        summaries["teacher"] = given_teacher(teacher_dir)
+    else:
+        teacher_config = single_run(without_transfer(config))  # one teacher for all students
+        teacher_config.model = config.teacher.model
+        teacher_dir = os.path.join(workdir, "teacher")
+        summaries["teacher"] = train_and_evaluate(teacher_config, teacher_dir)
     summaries["student"] = train_and_evaluate(without_transfer(config), os.path.join(workdir, "student"))
     method = method_name(config.loss)
     if method != "none":

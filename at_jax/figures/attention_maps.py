@@ -16,18 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from at_jax import models
 from at_jax.attention import attention_map
-from at_jax.checkpoint import CheckpointError
-from at_jax.checkpoint import load_run as load_finished_run
-from at_jax.data import load_dataset, normalize
+from at_jax.data import dataset_from_config, normalize
+from at_jax.errors import CheckpointError, FigureError
+from at_jax.spatial import resize_bilinear
 
 CELL_INCHES = 1.6   # each panel is CELL_INCHES square; the PNG is (rows, columns) * CELL_INCHES * dpi pixels
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
-    """A finished run loaded from its workdir: saved config, model and variables of its newest checkpoint."""
+    """A finished run: its saved config, model and variables (``at_jax.visualize.load_trained_run``)."""
     workdir: str
     config: dict
     model: Any
@@ -39,34 +38,19 @@ class TrainedRun:
         return str(self.config.get("model"))
 
 
-def load_run(workdir: str) -> TrainedRun:
-    """Loads the newest checkpoint of the run in ``workdir`` (raises CheckpointError when there is none)."""
-    checkpoint = load_finished_run(workdir)
-    config = checkpoint.config
-    model = models.create(config["model"], int(config["num_classes"]), **(config.get("model_kwargs") or {}))
-    variables = {"params": checkpoint.params}
-    if checkpoint.batch_stats:
-        variables["batch_stats"] = checkpoint.batch_stats
-    return TrainedRun(workdir, config, model, variables, checkpoint.step)
-
-
 def load_test_images(config: dict, num_images: int, start: int = 0):
     """``(uint8 images (n, H, W, C), labels, mean, std)`` of test examples start.. of the run's dataset."""
-    dataset_config = dict(config["dataset"])
-    options = {k: v for k, v in dataset_config.items() if k not in ("name", "data_dir", "seed")}
-    data_dir = os.path.expanduser(dataset_config["data_dir"]) if dataset_config.get("data_dir") else None
-    dataset = load_dataset(dataset_config["name"], data_dir, seed=dataset_config.get("seed", 0), **options)
+    dataset = dataset_from_config(config["dataset"])
     stop = min(start + num_images, len(dataset.test_labels))
     if start < 0 or stop <= start:
-        raise ValueError(f"no test images from index {start}: the test set has {len(dataset.test_labels)}")
+        raise FigureError(f"no test images from index {start}: the test set has {len(dataset.test_labels)}")
     return (np.asarray(dataset.test_images[start:stop]), np.asarray(dataset.test_labels[start:stop]),
             dataset.mean, dataset.std)
 
 
 def upsample(maps: jax.Array, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of (N, h, w) maps to (N, *size)."""
-    maps = jnp.asarray(maps, jnp.float32)
-    return np.asarray(jax.image.resize(maps, (maps.shape[0], *size), method="linear"))
+    return np.asarray(resize_bilinear(jnp.asarray(maps, jnp.float32), size, axes=(-2, -1)))
 
 
 def attention_columns(model: Any, variables: dict, inputs: jax.Array, *, p: float = 2.0,
@@ -107,7 +91,7 @@ def attention_figure(student: TrainedRun, teacher: TrainedRun | None, out: str, 
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
     if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
+        raise FigureError(f"num_images must be >= 1, got {num_images}")
     if teacher is not None:
         teacher_dataset = teacher.config.get("dataset", {}).get("name")
         if teacher_dataset != student.config["dataset"]["name"]:

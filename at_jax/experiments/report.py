@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-DEFAULT_LABELS = {"none": "student", "at": "AT", "kd": "KD", "at+kd": "AT+KD", "factt": "F-ActT",
-                  "grad_at": "grad AT", "min_l2": "min-l2", "symmetry": "symmetry norm", "teacher": "teacher"}
+from at_jax.losses import method_label
+
 DASH = "–"
 
 
@@ -76,7 +76,7 @@ def build_results(*, name: str, description: str, base: Mapping, teacher_model: 
                     for seed, summary in sorted(student_summaries.get(method, {}).items())
                     if summary.get("accuracy") is not None}
         method_results[method] = {
-            "label": labels.get(method, DEFAULT_LABELS.get(method, method)),
+            "label": labels.get(method, method_label(method)),
             "errors": {str(seed): error for seed, error in per_seed.items()},
             **error_statistics(list(per_seed.values())),
             "finished_seeds": len(per_seed), "planned_seeds": len(seeds),

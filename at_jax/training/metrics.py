@@ -14,9 +14,10 @@ from typing import Mapping, TextIO
 import numpy as np
 from absl import logging
 
+from at_jax.run_files import METRICS_FILE, read_metrics
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
+
+from at_jax.errors import NonFiniteLossError  # noqa: E402
 
 
 def check_finite(step: int, scalars: Mapping[str, float]) -> None:
@@ -43,7 +44,7 @@ class MetricWriter:
 
     def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True,
                  enabled: bool = True):
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = os.path.join(workdir, METRICS_FILE)
         self.enabled = enabled
         self._summary_writer = None
         if not enabled:
@@ -77,18 +78,6 @@ class MetricWriter:
     def close(self) -> None:
         if self._summary_writer is not None:
             self._summary_writer.close()
-
-
-def read_metrics(path: str) -> list[dict]:
-    """All records of a ``metrics.jsonl`` file (a torn last line, from a kill mid-write, is skipped)."""
-    records = []
-    with open(path) as file:
-        for line in file:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
 
 
 def format_duration(seconds: float) -> str:
@@ -133,7 +122,7 @@ class Progress:
         if self.enabled:
             self.stream.write(line)
             self.stream.flush()
-        logging.info("%s step %d/%d ETA %s %s", self.label, step, self.total_steps, eta_text, message)
+        logging.debug("%s step %d/%d ETA %s %s", self.label, step, self.total_steps, eta_text, message)
         return line
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import orbax.checkpoint as ocp
@@ -18,8 +18,7 @@ from orbax.checkpoint import checkpoint_managers
 BEST_METRIC = "accuracy"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint or workdir a user pointed at cannot be used."""
+from at_jax.errors import CheckpointError  # noqa: E402
 
 
 class Checkpointer:
@@ -127,6 +126,25 @@ def load_run(workdir: str, role: str = "run") -> RunCheckpoint:
                              batch_stats=state.get("batch_stats", {}), step=int(step))
 
 
-def load_teacher(teacher_workdir: str) -> RunCheckpoint:
-    """Loads the newest checkpoint of a finished run, to be used as a frozen teacher."""
-    return load_run(teacher_workdir, role="teacher")
+def model_from_config(config: Mapping, *, dtype: Any = None) -> Any:
+    """The flax module a run's saved ``config.json`` describes (its model name, class count, keywords)."""
+    from at_jax import models  # pylint: disable=import-outside-toplevel
+
+    if "model" not in config or "num_classes" not in config:
+        raise CheckpointError("the run's config.json names no model or class count")
+    options = dict(config.get("model_kwargs") or {})
+    if dtype is not None:
+        options["dtype"] = dtype
+    return models.create(config["model"], int(config["num_classes"]), **options)
+
+
+def variables_of(run: RunCheckpoint) -> dict:
+    """``{"params": ..., "batch_stats": ...}`` of a loaded run, ready for ``model.apply(variables, x, train=False)``."""
+    return {"params": run.params, **({"batch_stats": run.batch_stats} if run.batch_stats else {})}
+
+
+def load_model(workdir: str, role: str = "run") -> tuple[Any, dict]:
+    """``(model, variables)`` of a finished run (or imported teacher) in ``workdir``:
+    ``model.apply(variables, x_nhwc, train=False) -> (logits, features)``."""
+    run = load_run(workdir, role=role)
+    return model_from_config(run.config), variables_of(run)

@@ -21,16 +21,15 @@ import math
 import jax
 import jax.numpy as jnp
 
+from at_jax.spatial import resize_bilinear
+
 
 def upsample_bilinear(maps: jax.Array, size: tuple[int, int]) -> jax.Array:
     """Bilinear resize of ``maps`` (..., h, w) to (..., H, W) in float32, half-pixel centres, no antialias."""
     maps = jnp.asarray(maps, jnp.float32)
     if maps.ndim < 2:
         raise ValueError(f"maps must have at least 2 axes (..., H, W), got shape {maps.shape}")
-    height, width = (int(s) for s in size)
-    if (height, width) == maps.shape[-2:]:
-        return maps
-    return jax.image.resize(maps, maps.shape[:-2] + (height, width), method="linear", antialias=False)
+    return resize_bilinear(maps, size, axes=(-2, -1))
 
 
 def _check_binarize_options(threshold: float | None, top_fraction: float | None) -> None:

@@ -1,4 +1,7 @@
-"""Independent runs in one program: ``config.parallel_runs = S`` trains S students at once with ``jax.vmap``.
+"""Jobs of runs: every training is a job of one or more runs, sharing one compiled program.
+
+An ordinary run is a job of one run, written to the workdir itself. ``config.parallel_runs = S >= 2`` trains
+S students at once.
 
 The runs differ either in their seed (``parallel_sweep = ""``: run i has seed ``config.seed + i``, so its
 own initialisation, batch order and augmentation) or in one loss weight (``parallel_sweep = "at_beta"``
@@ -14,8 +17,8 @@ values; the objective is built with the weight on (the largest value) so that it
 
 ``parallel_mode``: "vmap" batches the runs (``jax.vmap``: one program whose convolutions take all runs at
 once, what fills an accelerator); "unroll" puts S copies of the single-run step in one program; "auto"
-(default) is "unroll" on CPU, where the batched step of per-run weights becomes grouped convolutions and
-ran at 0.55x the throughput of sequential runs (unrolled: 0.89x; BENCHMARKS.md), and "vmap" elsewhere.
+(default) is :data:`at_jax.training.cpu_defaults.MULTI_RUN_MODE`. A job of one run is always "unroll"
+(one copy: the plain step).
 """
 from __future__ import annotations
 
@@ -29,14 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from at_jax.workdir import write_json
+from at_jax.errors import ConfigError
+from at_jax.losses import sweepable_keys
+from at_jax.training.cpu_defaults import default_multi_run_mode
+from at_jax.run_files import STOPPED_FILE, read_json, write_json
 
 if TYPE_CHECKING:  # the vmapped step is used by the benchmarks, which run where ml_collections is absent
     import ml_collections
-
-#: Loss weights a job can sweep (each enters the objective as a runtime scalar).
-SWEEPABLE = ("at_beta", "kd_alpha", "kd_temperature", "factt_beta", "grad_at_beta", "grad_penalty_beta",
-             "flip_symmetry_beta")
 #: Config keys that describe the job, not one run (a run's own config.json has them switched off).
 JOB_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": (), "parallel_mode": "auto"}
 
@@ -56,41 +58,41 @@ def format_value(value: float) -> str:
 
 
 def run_specs(config: ml_collections.ConfigDict) -> list[RunSpec]:
-    """The runs of ``config`` (``[]`` for an ordinary single run). Raises ``ValueError`` for bad settings."""
+    """The runs of a multi-run job (``[]`` for an ordinary single run); :class:`ConfigError` for bad settings."""
     runs = config.get("parallel_runs", 0)
     sweep = config.get("parallel_sweep", "") or ""
     values = tuple(config.get("parallel_values", ()) or ())
     if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 0:
-        raise ValueError(f"parallel_runs must be an integer >= 0, got {runs!r}")
+        raise ConfigError(f"parallel_runs must be an integer >= 0, got {runs!r}")
     if config.get("parallel_mode", "auto") not in MODES:
-        raise ValueError(f"parallel_mode must be one of {', '.join(MODES)}, got {config.parallel_mode!r}")
+        raise ConfigError(f"parallel_mode must be one of {', '.join(MODES)}, got {config.parallel_mode!r}")
     if runs <= 1:
         if sweep or values:
-            raise ValueError("parallel_sweep / parallel_values need parallel_runs >= 2 (one run per value)")
+            raise ConfigError("parallel_sweep / parallel_values need parallel_runs >= 2 (one run per value)")
         return []
     if not sweep:
         if values:
-            raise ValueError("parallel_values is set but parallel_sweep is empty; name the loss weight to "
-                             f"sweep, one of: {', '.join(SWEEPABLE)}")
+            raise ConfigError("parallel_values is set but parallel_sweep is empty; name the loss weight to "
+                             f"sweep, one of: {', '.join(sweepable_keys())}")
         return [RunSpec(f"seed_{config.seed + index}", int(config.seed + index), {}) for index in range(runs)]
     key = sweep[len("loss."):] if sweep.startswith("loss.") else sweep
-    if key not in SWEEPABLE:
-        raise ValueError(f"parallel_sweep {sweep!r} is not a sweepable loss weight; valid: {', '.join(SWEEPABLE)}")
+    if key not in sweepable_keys():
+        raise ConfigError(f"parallel_sweep {sweep!r} is not a sweepable loss weight; valid: {', '.join(sweepable_keys())}")
     if len(values) != runs:
-        raise ValueError(f"parallel_values has {len(values)} values but parallel_runs is {runs}; give one "
+        raise ConfigError(f"parallel_values has {len(values)} values but parallel_runs is {runs}; give one "
                          "value per run")
     numbers = []
     for value in values:
         if isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.number)) \
                 or not math.isfinite(value) or value < 0:
-            raise ValueError(f"parallel_values must be finite numbers >= 0, got {value!r}")
+            raise ConfigError(f"parallel_values must be finite numbers >= 0, got {value!r}")
         numbers.append(float(value))
     if len(set(numbers)) != len(numbers):
-        raise ValueError(f"parallel_values has repeated values {values}; use parallel_sweep='' for seeds")
+        raise ConfigError(f"parallel_values has repeated values {values}; use parallel_sweep='' for seeds")
     if key == "kd_alpha" and max(numbers) > 1:
-        raise ValueError(f"kd_alpha values must be in [0, 1], got {values}")
+        raise ConfigError(f"kd_alpha values must be in [0, 1], got {values}")
     if key == "kd_temperature" and (not config.loss.get("kd_alpha", 0.0) or min(numbers) <= 0):
-        raise ValueError("sweeping kd_temperature needs loss.kd_alpha > 0 and temperatures > 0")
+        raise ConfigError("sweeping kd_temperature needs loss.kd_alpha > 0 and temperatures > 0")
     return [RunSpec(f"{key}_{format_value(value)}", int(config.seed), {key: value}) for value in numbers]
 
 
@@ -165,30 +167,30 @@ def unrolled_train_step(step: Callable, runs: int) -> Callable:
     return unrolled
 
 
-def job_train_step(step: Callable, runs: int, mode: str) -> Callable:
-    """The job's step: ``mode`` "vmap" (one batched program; what fills an accelerator) or "unroll"
-    (:func:`unrolled_train_step`); "auto" = "unroll" on CPU, where a batched step of per-run weights runs
-    as grouped convolutions and is slower than the runs one after another, "vmap" elsewhere."""
-    return vmap_train_step(step) if resolve_mode(mode) == "vmap" else unrolled_train_step(step, runs)
-
-
 MODES = ("auto", "vmap", "unroll")
 
 
-def resolve_mode(mode: str) -> str:
-    """"vmap" or "unroll" for a ``parallel_mode`` setting ("auto": unroll on CPU, vmap elsewhere)."""
+def resolve_mode(mode: str, runs: int = 2) -> str:
+    """"vmap" or "unroll" for a ``parallel_mode`` setting ("auto": the backend's default); a job of one run
+    is "unroll" (one copy of the plain step)."""
     if mode not in MODES:
-        raise ValueError(f"parallel_mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "auto":
-        return "unroll" if jax.default_backend() == "cpu" else "vmap"
-    return mode
+        raise ConfigError(f"parallel_mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if runs == 1:
+        return "unroll"
+    return default_multi_run_mode() if mode == "auto" else mode
+
+
+def job_train_step(step: Callable, runs: int, mode: str) -> Callable:
+    """The job's step over stacked states: ``mode`` "vmap" (one batched program; what fills an accelerator)
+    or "unroll" (:func:`unrolled_train_step`), "auto" as :func:`resolve_mode`."""
+    return vmap_train_step(step) if resolve_mode(mode, runs) == "vmap" else unrolled_train_step(step, runs)
 
 
 def job_eval_step(eval_step: Callable, runs: int, mode: str) -> Callable:
     """``eval_step(params, batch_stats, data, start, chunk_size)`` over stacked params and batch stats
     (same signature; ``chunk_size`` stays a static Python int), vmapped or unrolled as
     :func:`job_train_step`."""
-    mode = resolve_mode(mode)
+    mode = resolve_mode(mode, runs)
 
     def job(params, batch_stats, data, start, chunk_size):
         run_eval = lambda run_params, run_stats: eval_step(run_params, run_stats, data, start, chunk_size)
@@ -199,9 +201,6 @@ def job_eval_step(eval_step: Callable, runs: int, mode: str) -> Callable:
     return job
 
 
-STOPPED_FILE = "stopped.json"
-
-
 def mark_stopped(run_dir: str, step: int, reason: str) -> None:
     """Records that a run of a job stopped (its loss became non-finite) while the others went on."""
     write_json(os.path.join(run_dir, STOPPED_FILE), {"step": int(step), "reason": reason})
@@ -209,8 +208,37 @@ def mark_stopped(run_dir: str, step: int, reason: str) -> None:
 
 def stopped_reason(run_dir: str) -> str | None:
     """Why a run of a job was stopped, ``None`` if it was not."""
-    path = os.path.join(run_dir, STOPPED_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as file:
-        return json.load(file).get("reason", "stopped")
+    record = read_json(os.path.join(run_dir, STOPPED_FILE))
+    return None if record is None else record.get("reason", "stopped")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What one ``train_and_evaluate`` call trains: one run (in ``workdir`` itself) or several (each in
+    ``workdir/<run name>``, with the job's own ``config.json`` and ``summary.json`` in ``workdir``)."""
+    workdir: str
+    specs: tuple[RunSpec, ...]
+    run_dirs: tuple[str, ...]
+    run_records: tuple[dict, ...]      # each run's single-run config (its config.json)
+    job_record: dict | None            # the job's config.json (None for a single run)
+
+    @property
+    def size(self) -> int:
+        return len(self.specs)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [spec.seed for spec in self.specs]
+
+    @property
+    def swept_key(self) -> str | None:
+        return swept_key(self.specs)
+
+
+def plan_job(config: ml_collections.ConfigDict, workdir: str) -> Job:
+    """The job of ``config`` in ``workdir`` (checks the job settings; writes nothing)."""
+    specs = run_specs(config)
+    if not specs:
+        return Job(workdir, (RunSpec("", int(config.seed), {}),), (workdir,), (config.to_dict(),), None)
+    return Job(workdir, tuple(specs), tuple(os.path.join(workdir, spec.name) for spec in specs),
+               tuple(run_config(config, spec) for spec in specs), config.to_dict())

@@ -5,6 +5,9 @@ import json
 import os
 from typing import Mapping
 
+from at_jax.errors import WorkdirError
+from at_jax.run_files import CONFIG_FILE, write_json
+
 # Keys whose change makes an existing checkpoint meaningless for this run.
 RESUME_KEYS = ("model", "dataset.name")
 # Keys of a parallel job (at_jax.parallel_runs) that must not change on resume, with their values in
@@ -12,8 +15,6 @@ RESUME_KEYS = ("model", "dataset.name")
 JOB_RESUME_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": []}
 
 
-class WorkdirError(ValueError):
-    """The workdir cannot be used for this run."""
 
 
 def _lookup(config: Mapping, dotted: str):
@@ -44,7 +45,7 @@ def check_resume_compatible(workdir: str, config: Mapping) -> bool:
 
     Raises when it holds a run of another model or dataset, so that nothing there is overwritten.
     """
-    path = os.path.join(workdir, "config.json")
+    path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(path):
         return False
     try:
@@ -71,15 +72,11 @@ def _job_value(config: Mapping, key: str, default):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def write_json(path: str, record: Mapping, **dump_options) -> None:
-    """Writes ``record`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
-    with open(path + ".tmp", "w") as file:
-        json.dump(record, file, indent=2, **dump_options)
-    os.replace(path + ".tmp", path)
-
-
-def save_config(workdir: str, config: Mapping, num_classes: int) -> None:
-    """Writes ``config.json`` (the config plus the class count a teacher check needs), atomically."""
+def save_config(workdir: str, config: Mapping, num_classes: int, num_train_examples: int | None = None) -> None:
+    """Writes ``config.json`` atomically: the config plus the class count a teacher check needs and the
+    training-set size (so that a finished run is recognised without loading its data)."""
     record = dict(config)
     record["num_classes"] = num_classes
-    write_json(os.path.join(workdir, "config.json"), record, sort_keys=True, default=str)
+    if num_train_examples is not None:
+        record["num_train_examples"] = int(num_train_examples)
+    write_json(os.path.join(workdir, CONFIG_FILE), record, sort_keys=True, default=str)

@@ -3,7 +3,8 @@
 Everything a step needs arrives as arguments (state, frozen teacher variables, device-resident data, the
 step's example indices), so one program serves every step: no recompilation after the first. Augmentation
 (reflect-pad, crop, flip) and normalisation run inside the step on uint8 data; the augmentation key of step
-``s`` is ``fold_in(state["rng"], s)``, so a step's batch and augmentation depend only on (seed, s).
+``s`` is ``fold_in(state["rng"], s)``, so a step's batch and augmentation depend only on (seed, s). The
+objective (all loss terms, :mod:`at_jax.losses`) is summed in :class:`at_jax.losses.Objective` alone.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from at_jax.data.augment import augment_batch, normalize
-from at_jax.gradient import flip_symmetry_loss, gradient_at_loss, input_gradient_penalty
-from at_jax.losses import cross_entropy
+from at_jax.losses import ModelOutputs, Objective, cross_entropy
 
 State = dict  # {"step", "params", "batch_stats", "opt_state", "rng"[, "loss_weights"]}
 
@@ -32,13 +32,6 @@ class StepConfig:
     std: tuple[float, ...]
     compute_dtype: Any = jnp.float32
     teacher_dtype: Any = jnp.float32
-    grad_at_beta: float = 0.0          # gradient-based attention transfer (needs the teacher)
-    grad_penalty_beta: float = 0.0     # min-l2 input gradient (Drucker & LeCun double backprop)
-    flip_symmetry_beta: float = 0.0    # flip-symmetry of the input gradient
-
-    @property
-    def uses_input_gradients(self) -> bool:
-        return bool(self.grad_at_beta or self.grad_penalty_beta or self.flip_symmetry_beta)
 
 
 def model_variables(params: Any, batch_stats: Any) -> dict:
@@ -48,95 +41,70 @@ def model_variables(params: Any, batch_stats: Any) -> dict:
     return variables
 
 
-def teacher_forward(teacher_model: nn.Module | None, teacher_variables: Any, x: jax.Array):
+def teacher_forward(teacher_model: nn.Module | None, teacher_variables: Any, x: jax.Array) -> ModelOutputs | None:
     """The frozen teacher: inference-mode batch norm, no gradient."""
     if teacher_model is None:
-        return None, None
+        return None
     logits, features = teacher_model.apply(teacher_variables, x, train=False)
-    return jax.lax.stop_gradient(logits), jax.lax.stop_gradient(tuple(features))
+    return ModelOutputs(jax.lax.stop_gradient(logits), jax.lax.stop_gradient(tuple(features)))
 
 
-def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective: Callable,
+def train_batch(state: State, data: dict, indices: jax.Array, step_config: StepConfig):
+    """The step's augmented, normalised inputs and labels."""
+    augment_key = jax.random.fold_in(state["rng"], state["step"])
+    images = jnp.take(data["train_images"], indices, axis=0)
+    labels = jnp.take(data["train_labels"], indices, axis=0)
+    images = augment_batch(augment_key, images, pad=step_config.pad, flip=step_config.flip)
+    x = normalize(images, jnp.asarray(step_config.mean), jnp.asarray(step_config.std), step_config.compute_dtype)
+    return x, labels
+
+
+def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective: Objective,
                     transform: optax.GradientTransformation, schedule: optax.Schedule,
                     step_config: StepConfig) -> Callable:
     """Returns ``step(state, teacher_variables, data, indices) -> (state, metrics)`` (not yet jitted).
 
-    Input-gradient terms (``step_config.grad_*``) differentiate the student's cross-entropy w.r.t. the
-    normalised input x. Batch norm: the student's inner gradient is taken in train mode, i.e. with the
-    statistics of the current batch (the flip term's second pass with those of the flipped batch); the
-    running statistics are updated once per step, from the forward pass on x (the flipped pass's updates
-    are discarded). The teacher's input gradient uses its running statistics (inference mode).
+    Input-gradient terms differentiate the student's cross-entropy w.r.t. the normalised input x. Batch
+    norm: the student's inner gradient is taken in train mode, i.e. with the statistics of the current
+    batch (the flip term's second pass with those of the flipped batch); the running statistics are
+    updated once per step, from the forward pass on x (the flipped pass's updates are discarded). The
+    teacher's input gradient uses its running statistics (inference mode).
 
-    ``state["loss_weights"]`` (optional, ``{name: scalar}``) overrides loss weights at run time (a vmapped
-    sweep, ``at_jax.parallel_runs``): the objective's weights and the ``grad_*_beta`` of ``step_config``.
-    Which terms are computed is decided by ``objective`` and ``step_config`` alone.
+    ``state["loss_weights"]`` (optional, ``{key: scalar}``) overrides loss weights at run time (one value
+    per run of a sweep, :mod:`at_jax.training.multi_run`); which terms are computed is the objective's.
     """
 
     def step(state: State, teacher_variables: Any, data: dict, indices: jax.Array):
-        step_index = state["step"]
-        augment_key = jax.random.fold_in(state["rng"], step_index)
-        images = jnp.take(data["train_images"], indices, axis=0)
-        labels = jnp.take(data["train_labels"], indices, axis=0)
-        images = augment_batch(augment_key, images, pad=step_config.pad, flip=step_config.flip)
-        x = normalize(images, jnp.asarray(step_config.mean), jnp.asarray(step_config.std),
-                      step_config.compute_dtype)
-        progress = step_index.astype(jnp.float32) / step_config.total_steps
-        teacher_logits, teacher_features = teacher_forward(
-            teacher_model, teacher_variables, x.astype(step_config.teacher_dtype))
+        x, labels = train_batch(state, data, indices, step_config)
+        progress = state["step"].astype(jnp.float32) / step_config.total_steps
+        teacher = teacher_forward(teacher_model, teacher_variables, x.astype(step_config.teacher_dtype))
 
         def student_loss(model_params, inputs, targets):
             """Cross-entropy of the student in train mode, with (logits, features, new batch stats)."""
             (logits, features), updates = model.apply(
-                model_variables(model_params, state["batch_stats"]), inputs, train=True,
-                mutable=["batch_stats"])
+                model_variables(model_params, state["batch_stats"]), inputs, train=True, mutable=["batch_stats"])
             return cross_entropy(logits, targets), (logits, features, updates.get("batch_stats", {}))
 
         def teacher_loss(variables, inputs, targets):
             return cross_entropy(teacher_model.apply(variables, inputs, train=False)[0], targets)
 
-        loss_weights = state.get("loss_weights", {})
-        grad_betas = {name: loss_weights.get(name, getattr(step_config, name))
-                      for name in ("grad_at_beta", "grad_penalty_beta", "flip_symmetry_beta")}
-
         def loss_fn(params):
-            gradient_terms, forward = {}, None
-            if step_config.grad_at_beta:
-                value, forward = gradient_at_loss(student_loss, params["model"], teacher_loss,
-                                                  teacher_variables, x, labels, has_aux=True,
-                                                  teacher_has_aux=False)
-                gradient_terms["grad_at"] = (grad_betas["grad_at_beta"], value)
-            if step_config.grad_penalty_beta:
-                value, aux = input_gradient_penalty(student_loss, params["model"], x, labels, has_aux=True)
-                forward = forward or aux
-                gradient_terms["grad_penalty"] = (grad_betas["grad_penalty_beta"], value)
-            if step_config.flip_symmetry_beta:
-                value, aux = flip_symmetry_loss(student_loss, params["model"], x, labels, has_aux=True)
-                forward = forward or aux
-                gradient_terms["flip_symmetry"] = (grad_betas["flip_symmetry_beta"], value)
-            if forward is None:
-                forward = student_loss(params["model"], x, labels)[1]
-            logits, features, batch_stats = forward
-            total, terms = objective(params.get("adapters", {}), logits, features, teacher_logits,
-                                     teacher_features, labels, progress, weights=loss_weights)
-            terms = dict(terms)
-            for name, (beta, value) in gradient_terms.items():
-                total = total + beta * value
-                terms[name] = value
-            terms["total"] = total
+            total, terms, (logits, _, batch_stats) = objective.student_loss(
+                params, student_loss=student_loss, x=x, labels=labels, teacher=teacher,
+                teacher_loss=teacher_loss if teacher_model is not None else None,
+                teacher_variables=teacher_variables, progress=progress, weights=state.get("loss_weights", {}))
             terms["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
             return total, (terms, batch_stats)
 
         (_, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt_state = transform.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        terms["learning_rate"] = schedule(step_index)
+        terms["learning_rate"] = schedule(state["step"])
         terms["grad_norm"] = optax.tree.norm(grads)
         # Non-finite parameters make this non-finite too, so the host's check refuses to save them.
         terms["param_norm"] = optax.tree.norm(params)
-        new_state = {"step": step_index + 1, "params": params, "batch_stats": batch_stats,
-                     "opt_state": opt_state, "rng": state["rng"]}
-        if "loss_weights" in state:
-            new_state["loss_weights"] = state["loss_weights"]
+        new_state = dict(state, step=state["step"] + 1, params=params, batch_stats=batch_stats,
+                         opt_state=opt_state)
         return new_state, {name: jnp.asarray(value, jnp.float32) for name, value in terms.items()}
 
     return step

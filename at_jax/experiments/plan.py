@@ -1,4 +1,4 @@
-"""Experiments: one teacher, then the student with each method over several seeds (the paper's tables).
+"""Experiment plans: one teacher, then the student with each method over several seeds (the paper's tables).
 
 An experiment config (``make_experiment_config``) holds
 
@@ -18,25 +18,20 @@ An experiment config (``make_experiment_config``) holds
 ``run_experiment(config, workdir)`` trains ``DIR/teacher`` (from ``base`` with ``model = base.teacher.model``,
 no transfer terms) and ``DIR/<method>/seed_<s>``; a run whose ``summary.json`` holds the full step count is
 not redone, a partial one resumes through the trainer. Results go to ``DIR/results.json`` and
-``DIR/results.md`` after every run (see :mod:`at_jax.experiment_results`).
+``DIR/results.md`` after every run (see :mod:`at_jax.experiments.report`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-import jax
 import ml_collections
-import numpy as np
-from absl import logging
 
-from at_jax import experiment_results
-from at_jax.checkpoint import load_teacher
-from at_jax.data import load_dataset
-from at_jax.pipeline import TRANSFER_KEYS
-from at_jax.trainer import train_and_evaluate
+from at_jax.errors import ExperimentError
+from at_jax.run_files import read_json
+from at_jax.losses import weight_keys
 
 TEACHER = "teacher"
 # Run-config keys that may differ between an existing run and this experiment without making it another
@@ -45,15 +40,6 @@ IGNORED_KEYS = ("progress", "tensorboard", "run_name", "log_every_steps", "eval_
                 "checkpoint_every_steps", "keep_checkpoints", "steps_per_call", "eval_batch_size",
                 "num_train_steps", "num_epochs", "pipeline", "teacher.workdir", "num_classes",
                 "parallel_mode")
-TEACHER_LOSS_KEYS = ("at_beta", "kd_alpha", "factt_beta", "grad_at_beta")
-
-TrainFn = Callable[[ml_collections.ConfigDict, str], dict]
-
-
-class ExperimentError(ValueError):
-    """An experiment config or workdir that cannot be used."""
-
-
 @dataclasses.dataclass(frozen=True)
 class PlannedRun:
     """One training run of an experiment: ``method`` is "teacher" for the teacher."""
@@ -131,6 +117,14 @@ def apply_overrides(node: ml_collections.ConfigDict, overrides: Mapping, where: 
             raise ExperimentError(f"{where}.{key}: {error}") from None
 
 
+def without_transfer_terms(loss_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Sets every registered term's weight in ``loss_config`` to 0 (in place; returned for chaining)."""
+    for key in weight_keys():
+        if key in loss_config:
+            loss_config[key] = 0.0
+    return loss_config
+
+
 def _copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(config.to_dict())
 
@@ -143,9 +137,7 @@ def teacher_run(config: ml_collections.ConfigDict, workdir: str) -> PlannedRun:
     run.model_kwargs = {}
     run.seed = config.teacher_seed
     run.teacher.workdir = ""
-    for key in TRANSFER_KEYS:
-        if key in run.loss:
-            run.loss[key] = 0.0
+    without_transfer_terms(run.loss)
     apply_overrides(run, config.teacher_overrides, "teacher_overrides")
     if run.model != config.base.teacher.model:
         raise ExperimentError("set the teacher's model with base.teacher.model, not teacher_overrides.model")
@@ -160,9 +152,7 @@ def student_run(config: ml_collections.ConfigDict, workdir: str, method: str, se
     run = _copy(config.base)
     run.pipeline = ""
     run.seed = seed
-    for key in TRANSFER_KEYS:
-        if key in run.loss:
-            run.loss[key] = 0.0
+    without_transfer_terms(run.loss)
     apply_overrides(run.loss, config.methods[method], f"methods.{method}")
     run.teacher.workdir = teacher_workdir
     run.run_name = f"{method}/seed_{seed}"
@@ -176,29 +166,6 @@ def plan(config: ml_collections.ConfigDict, workdir: str) -> list[PlannedRun]:
     for method in method_order(config):
         runs += [student_run(config, workdir, method, seed, teacher.workdir) for seed in seed_list(config)]
     return runs
-
-
-def uses_teacher(run_config: ml_collections.ConfigDict) -> bool:
-    return any(run_config.loss.get(key, 0.0) for key in TEACHER_LOSS_KEYS)
-
-
-class StepCounter:
-    """Total train steps of a run config; loads a dataset (once per dataset config) only for epoch counts."""
-
-    def __init__(self):
-        self._num_train: dict[str, int] = {}
-
-    def total_steps(self, run_config: ml_collections.ConfigDict) -> int:
-        if run_config.num_train_steps > 0:
-            return int(run_config.num_train_steps)
-        key = json.dumps(run_config.dataset.to_dict(), sort_keys=True, default=str)
-        if key not in self._num_train:
-            dataset_config = run_config.dataset
-            options = {k: v for k, v in dataset_config.items() if k not in ("name", "data_dir", "seed")}
-            data_dir = os.path.expanduser(dataset_config.data_dir) if dataset_config.data_dir else None
-            dataset = load_dataset(dataset_config.name, data_dir, seed=dataset_config.get("seed", 0), **options)
-            self._num_train[key] = len(dataset.train_labels)
-        return int(run_config.num_epochs) * (self._num_train[key] // run_config.batch_size)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -218,86 +185,6 @@ def config_differences(saved: Mapping, intended: Mapping) -> list[str]:
     return [f"{key}: {saved_flat.get(key, '<unset>')!r} -> {intended_flat.get(key, '<unset>')!r}"
             for key in sorted(set(saved_flat) | set(intended_flat))
             if not ignored(key) and saved_flat.get(key) != intended_flat.get(key)]
-
-
-def read_json(path: str) -> dict | None:
-    """The JSON object in ``path``, or None when the file is missing or unreadable."""
-    try:
-        with open(path) as file:
-            return json.load(file)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def check_consistent(run: PlannedRun) -> None:
-    """Raises when ``run.workdir`` already holds a run with other settings (nothing is overwritten)."""
-    saved = read_json(os.path.join(run.workdir, "config.json"))
-    if saved is None:
-        return
-    differences = config_differences(saved, run.config.to_dict())
-    if differences:
-        raise ExperimentError(f"{run.workdir} holds a run with other settings ({'; '.join(differences[:3])}); "
-                              "use another --workdir or remove that run")
-
-
-def finished_summary(run: PlannedRun, total_steps: int) -> dict | None:
-    """The run's summary when it finished all ``total_steps`` steps, else None."""
-    summary = read_json(os.path.join(run.workdir, "summary.json"))
-    if summary is not None and summary.get("step") == total_steps and summary.get("accuracy") is not None:
-        return summary
-    return None
-
-
-def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn: TrainFn | None = None,
-                   on_run: Callable[[int, int, PlannedRun, bool], None] | None = None) -> dict:
-    """Trains every planned run not yet finished, in order, and returns the results dict.
-
-    ``train_fn(run_config, run_workdir) -> summary`` defaults to the trainer. ``on_run(index, count, run,
-    done)`` is called before each run (``done``: finished earlier, will be skipped). ``DIR/results.json``
-    and ``DIR/results.md`` are rewritten after every run.
-    """
-    train_fn = train_fn or train_and_evaluate
-    is_chief = jax.process_index() == 0
-    runs = plan(config, workdir)
-    if config.teacher_workdir:
-        runs = runs[1:]  # an existing teacher: not ours to train
-    for run in runs:
-        check_consistent(run)
-    steps = StepCounter()
-    summaries: dict[tuple[str, int], dict] = {}
-    if config.teacher_workdir:
-        summaries[(TEACHER, config.teacher_seed)] = read_json(
-            os.path.join(config.teacher_workdir, "summary.json")) or {}
-    parameter_counts: dict[str, int | None] = {}
-    os.makedirs(workdir, exist_ok=True)
-    results: dict = {}
-    index = 0
-    for group in run_groups(runs, bool(config.get("parallel_seeds", False))):
-        pending = []
-        for run in group:
-            summary = finished_summary(run, steps.total_steps(run.config))
-            if on_run is not None:
-                on_run(index, len(runs), run, summary is not None)
-            index += 1
-            if summary is None:
-                pending.append(run)
-            else:
-                summaries[(run.method, run.seed)] = summary
-        if pending and len(group) > 1 and job_can_run(group):
-            job_dir = os.path.dirname(group[0].workdir)
-            logging.info("experiment %s: training %s as one job in %s", config.name,
-                         ", ".join(run.name for run in group), job_dir)
-            job_summary = train_fn(job_config(group), job_dir)
-            for run in group:
-                summaries[(run.method, run.seed)] = job_summary["runs"][f"seed_{run.seed}"]
-        else:
-            for run in pending:
-                logging.info("experiment %s: training %s in %s", config.name, run.name, run.workdir)
-                summaries[(run.method, run.seed)] = train_fn(run.config, run.workdir)
-        results = collect_results(config, workdir, summaries, parameter_counts)
-        if is_chief:
-            experiment_results.write_results(workdir, results)
-    return results
 
 
 def run_groups(runs: list[PlannedRun], parallel_seeds: bool) -> list[list[PlannedRun]]:
@@ -331,41 +218,12 @@ def job_config(group: list[PlannedRun]) -> ml_collections.ConfigDict:
     return config
 
 
-def count_parameters(run_workdir: str) -> int | None:
-    """The number of model parameters in the newest checkpoint of a run (None when unreadable)."""
-    try:
-        params = load_teacher(run_workdir).params
-    except Exception:  # pylint: disable=broad-except  (a count is optional in the table)
-        return None
-    return int(sum(np.size(leaf) for leaf in jax.tree.leaves(params)))
-
-
-def collect_results(config: ml_collections.ConfigDict, workdir: str, summaries: Mapping[tuple[str, int], dict],
-                    parameter_counts: dict[str, int | None] | None = None) -> dict:
-    """The results dict (:func:`at_jax.experiment_results.build_results`) of the runs in ``summaries``.
-
-    ``summaries`` maps (method, seed) -> summary, with ("teacher", teacher_seed) for the teacher.
-    ``parameter_counts`` (model name -> count) is a cache filled from the runs' checkpoints.
-    """
-    parameter_counts = {} if parameter_counts is None else parameter_counts
-    runs = plan(config, workdir)
-    student: dict[str, dict[int, dict]] = {}
-    teacher_summary = None
-    for run in runs:
-        summary = summaries.get((run.method, run.seed))
-        if summary is None:
-            continue
-        if run.method == TEACHER:
-            teacher_summary = summary
-        else:
-            student.setdefault(run.method, {})[run.seed] = summary
-        model = run.config.model
-        if model not in parameter_counts or parameter_counts[model] is None:
-            parameter_counts[model] = count_parameters(run.workdir)
-    return experiment_results.build_results(
-        name=config.name, description=config.description, base=config.base.to_dict(),
-        teacher_model=runs[0].config.model, teacher_workdir=runs[0].workdir, teacher_summary=teacher_summary,
-        methods=method_order(config), seeds=seed_list(config), student_summaries=student,
-        parameter_counts=parameter_counts, labels=config.method_labels.to_dict(),
-        paper_errors=config.paper_reference.errors.to_dict(),
-        paper_setting=config.paper_reference.setting.to_dict())
+def check_consistent(run: PlannedRun) -> None:
+    """Raises when ``run.workdir`` already holds a run with other settings (nothing is overwritten)."""
+    saved = read_json(os.path.join(run.workdir, "config.json"))
+    if saved is None:
+        return
+    differences = config_differences(saved, run.config.to_dict())
+    if differences:
+        raise ExperimentError(f"{run.workdir} holds a run with other settings ({'; '.join(differences[:3])}); "
+                              "use another --workdir or remove that run")

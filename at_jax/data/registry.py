@@ -1,0 +1,67 @@
+"""Dataset names -> loaders. ``load_dataset(name, data_dir, seed=..., **options) -> Dataset``.
+
+Names:
+  "digits"    the embedded default: cluttered scikit-learn digits on RGB canvases, offline;
+  "cifar10"   CIFAR-10 from local files (python pickles, .npz or a prepared TFDS dir);
+  "cifar100"  CIFAR-100 (fine labels), same sources;
+  "synthetic" random CIFAR-shaped images and labels, for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from at_jax.data.cifar import load_cifar
+from at_jax.data.dataset import Dataset, DatasetError
+from at_jax.data.digits import load_digits_dataset
+from at_jax.data.synthetic import load_synthetic
+
+
+def _cifar(name: str) -> Callable[..., Dataset]:
+    def load(data_dir: str | None, seed: int) -> Dataset:
+        del seed  # the files fix the data
+        return load_cifar(name, data_dir)
+    return load
+
+
+def _generated(generate: Callable[..., Dataset]) -> Callable[..., Dataset]:
+    def load(data_dir: str | None, seed: int, **options: Any) -> Dataset:
+        del data_dir  # generated in memory
+        return generate(seed, **options)
+    load.options = _keyword_options(generate)
+    return load
+
+
+def _keyword_options(function: Callable[..., Any]) -> list[str]:
+    return [p.name for p in inspect.signature(function).parameters.values()
+            if p.kind == inspect.Parameter.KEYWORD_ONLY]
+
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "digits": _generated(load_digits_dataset),
+    "cifar10": _cifar("cifar10"),
+    "cifar100": _cifar("cifar100"),
+    "synthetic": _generated(load_synthetic),
+}
+
+
+def available_datasets() -> list[str]:
+    """The names `load_dataset` accepts."""
+    return list(_LOADERS)
+
+
+def load_dataset(name: str, data_dir: str | None = None, *, seed: int = 0, **options: Any) -> Dataset:
+    """Load dataset `name` (see module docstring); `seed` drives generated sets ("digits", "synthetic").
+
+    `options` are passed to generated sets, e.g. num_train/num_test. Any problem the user can
+    fix (unknown name or option, missing or corrupt files) raises `DatasetError` with one line.
+    """
+    if name not in _LOADERS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(_LOADERS)}")
+    loader = _LOADERS[name]
+    allowed = getattr(loader, "options", [])
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise DatasetError(f"dataset {name!r} has no option {', '.join(unknown)}; "
+                           f"its options: {', '.join(allowed) or 'none'}")
+    return loader(data_dir, seed, **options)
