@@ -58,14 +58,14 @@ def user_errors(interrupted: str = "interrupted; re-run the same command to resu
         fail(interrupted, code=130)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """absl flag parsing (``app.run(main, flags_parser=parse_flags)``): flag and config-file errors
     (missing file, unknown key, bad override value, an exception inside the config file) become one line
     and exit code 2."""
     try:
-        remaining = flags.FLAGS(argv)
-        if "config" in flags.FLAGS and flags.FLAGS["config"].value is not None:
-            flags.FLAGS["config"].value.to_dict()  # a config file that failed to load raises only when read
+        remaining = flag_values(argv)
+        if "config" in flag_values and flag_values["config"].value is not None:
+            flag_values["config"].value.to_dict()  # a config file that failed to load raises only when read
         return remaining
     except flags.Error as error:
         fail(_essence(str(error)))

@@ -16,18 +16,28 @@ from at_jax.cli import configure_logging, fail, parse_flags, user_errors
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
 PIPELINES = ("teacher_then_students", "")
 
+
+
+def define_flags(flag_values: flags.FlagValues, argv: list[str] | None = None) -> None:
+    """``--workdir`` and ``--config`` (whose ``--config.key=value`` overrides are read from ``argv``,
+    default ``sys.argv``) on ``flag_values``."""
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.",
+                        flag_values=flag_values)
+    config_flags.DEFINE_config_file("config", None, "Config file (get_config()); default: the embedded "
+                                    "default (at_jax/default_config.py).", flag_values=flag_values,
+                                    lock_config=True, sys_argv=argv)
+
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
-config_flags.DEFINE_config_file("config", None, "Config file (get_config()); default: the embedded "
-                                "default (at_jax/default_config.py).", lock_config=True)
+define_flags(FLAGS)
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.workdir:
+    workdir, config = flag_values.workdir, flag_values.config
+    if not workdir:
         fail("--workdir is required")
-    config = FLAGS.config
     if config.get("pipeline", "") not in PIPELINES:
         fail(f"unknown pipeline {config.pipeline!r}; valid: 'teacher_then_students' or ''")
     configure_logging()
@@ -42,9 +52,9 @@ def main(argv: list[str]) -> None:
     with user_errors():
         sharding.initialize_distributed()
         if config.get("pipeline"):
-            summaries = teacher_then_students(config, FLAGS.workdir)
+            summaries = teacher_then_students(config, workdir)
         else:
-            summaries = {os.path.basename(os.path.normpath(FLAGS.workdir)): train_and_evaluate(config, FLAGS.workdir)}
+            summaries = {os.path.basename(os.path.normpath(workdir)): train_and_evaluate(config, workdir)}
     print(format_summaries(summaries))
     for name, summary in summaries.items():
         if "runs" in summary:

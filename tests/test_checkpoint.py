@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from at_jax.checkpoint import CheckpointError, Checkpointer, abstract_like, load_teacher
+from at_jax.training.checkpoint import CheckpointError, Checkpointer, abstract_like, load_run
 
 
 def _state(value):
@@ -27,19 +27,19 @@ def test_keeps_last_few_and_best(tmp_path):
 def test_load_teacher_reads_config_and_params(tmp_path):
     Checkpointer(str(tmp_path)).save(7, _state(7))
     (tmp_path / "config.json").write_text(json.dumps({"model": "wrn-10-1", "num_classes": 10}))
-    teacher = load_teacher(str(tmp_path))
+    teacher = load_run(str(tmp_path), role="teacher")
     assert teacher.step == 7 and teacher.config["model"] == "wrn-10-1"
     np.testing.assert_array_equal(np.asarray(teacher.params["w"]), np.full((3,), 7.0))
 
 
 def test_load_teacher_errors(tmp_path):
     with pytest.raises(CheckpointError, match="teacher"):
-        load_teacher("")
+        load_run("", role="teacher")
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_teacher(str(tmp_path / "missing"))
+        load_run(str(tmp_path / "missing"), role="teacher")
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="cannot read"):
-        load_teacher(str(tmp_path))
+        load_run(str(tmp_path), role="teacher")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="no checkpoints"):
-        load_teacher(str(tmp_path))
+        load_run(str(tmp_path), role="teacher")

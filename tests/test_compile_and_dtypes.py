@@ -6,8 +6,8 @@ import pytest
 
 from at_jax import models
 from at_jax.attention import at_loss
-from at_jax.checkpoint import Checkpointer
-from at_jax.trainer import train_and_evaluate
+from at_jax.training.checkpoint import Checkpointer
+from at_jax.training import train_and_evaluate
 from trainer_utils import metrics_records, tiny_config
 
 

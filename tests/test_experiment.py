@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from at_jax import experiment_results, experiments_lib
-from at_jax.experiments_lib import ExperimentError, run_experiment
+from at_jax.experiments import plan as experiments_plan, report as experiment_results
+from at_jax.errors import ExperimentError
+from at_jax.experiments.run import run_experiment
 from experiment_utils import compilation_cache, register_tiny_cnn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +33,7 @@ class CountingTrainer:
         self.runs = []
 
     def __call__(self, run_config, workdir):
-        from at_jax.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
+        from at_jax.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
         self.runs.append(os.path.relpath(workdir))
         return train_and_evaluate(run_config, workdir)
 
@@ -202,17 +203,17 @@ def test_paper_numbers_only_where_the_setting_matches():
 def test_method_overrides_start_from_no_transfer():
     config = experiment_config("digits")
     assert config.base.loss.at_beta == 10.0         # the default config turns AT on
-    runs = {run.name: run for run in experiments_lib.plan(config, "/tmp/unused")}
+    runs = {run.name: run for run in experiments_plan.plan(config, "/tmp/unused")}
     assert runs["none/seed_3"].config.loss.at_beta == 0.0 and runs["none/seed_3"].config.seed == 3
     assert runs["kd/seed_0"].config.loss.kd_alpha == 0.9 and runs["kd/seed_0"].config.loss.at_beta == 0.0
     assert runs["teacher"].config.model == "wrn-10-2" and runs["teacher"].config.loss.at_beta == 0.0
     assert runs["at/seed_2"].config.loss.at_beta == 10.0
     assert len(runs) == 1 + 4 * 5
-    gradient = {run.name: run for run in experiments_lib.plan(experiment_config("table3_gradient"), "/x")}
+    gradient = {run.name: run for run in experiments_plan.plan(experiment_config("table3_gradient"), "/x")}
     assert gradient["teacher"].config.model_kwargs.to_dict() == {}
     assert gradient["min_l2/seed_0"].config.loss.grad_penalty_beta == 1e3
     assert gradient["min_l2/seed_0"].config.model_kwargs.relu_before_pool is False
-    mapping = {run.name: run for run in experiments_lib.plan(experiment_config("table2_mapping"), "/x")}
+    mapping = {run.name: run for run in experiments_plan.plan(experiment_config("table2_mapping"), "/x")}
     assert mapping["f_max^2/seed_0"].config.loss.at_reduce == "max"
     assert mapping["f_sum^4/seed_0"].config.loss.at_p == 4.0
 
@@ -221,11 +222,11 @@ def test_bad_method_names_and_keys_are_user_errors():
     config = experiment_config()
     config.method_order = "none,bogus"
     with pytest.raises(ExperimentError, match="unknown method 'bogus'"):
-        experiments_lib.plan(config, "/x")
+        experiments_plan.plan(config, "/x")
     config = experiment_config()
     config.methods.at.at_betta = 1.0
     with pytest.raises(ExperimentError, match="methods.at: unknown key 'at_betta'"):
-        experiments_lib.plan(config, "/x")
+        experiments_plan.plan(config, "/x")
 
 
 def test_cli_user_error_is_one_line_exit_2(tmp_path):

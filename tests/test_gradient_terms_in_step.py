@@ -8,7 +8,7 @@ import pytest
 from at_jax import models
 from at_jax.gradient import flip_symmetry_loss, gradient_at_loss, input_gradient_penalty
 from at_jax.losses import build_objective, cross_entropy
-from at_jax.steps import StepConfig, make_train_step
+from at_jax.training.step import StepConfig, make_train_step
 
 
 def _filled(tree, seed):

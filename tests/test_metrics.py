@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from at_jax.metrics import MetricWriter, NonFiniteLossError, Progress, check_finite, read_metrics
+from at_jax.errors import NonFiniteLossError
+from at_jax.run_files import read_metrics
+from at_jax.training.metrics import MetricWriter, Progress, check_finite
 
 
 def test_jsonl_and_tensorboard(tmp_path):

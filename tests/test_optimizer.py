@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from at_jax.optimizer import learning_rate_schedule, make_optimizer
+from at_jax.training.optimizer import learning_rate_schedule, make_optimizer
 
 
 def torch_sgd_reference(param, grads, lr_at, momentum, weight_decay, nesterov=False):

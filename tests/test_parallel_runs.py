@@ -8,11 +8,12 @@ import jax
 import numpy as np
 import pytest
 
-from at_jax import parallel_runs
-from at_jax.checkpoint import CheckpointError, Checkpointer, load_run
-from at_jax.metrics import read_metrics
-from at_jax.trainer import ConfigError, train_and_evaluate
-from at_jax.workdir import WorkdirError
+from at_jax.training import multi_run as parallel_runs
+from at_jax.training.checkpoint import CheckpointError, Checkpointer, load_run
+from at_jax.run_files import read_metrics
+from at_jax.errors import ConfigError
+from at_jax.training import train_and_evaluate
+from at_jax.errors import WorkdirError
 from trainer_utils import deterministic_records, run_cli, tiny_config
 
 STEPS = {"num_train_steps": 4, "log_every_steps": 2, "checkpoint_every_steps": 2, "eval_every_steps": 2,

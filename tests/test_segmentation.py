@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from at_jax.segmentation import (
+from at_jax.figures.segmentation import (
     binarize,
     color_contrast_saliency,
     jaccard,
@@ -162,7 +162,7 @@ def fake_run(workdir, model_name: str, image_size: int = 16) -> None:
     """A workdir as the trainer leaves it (config.json + orbax checkpoint), with numpy-drawn weights."""
     import at_jax.models.cra  # noqa: F401  pylint: disable=import-outside-toplevel
     import at_jax.models.vgg_att  # noqa: F401  pylint: disable=import-outside-toplevel
-    from at_jax.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
+    from at_jax.training.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
     from at_jax.models import create  # pylint: disable=import-outside-toplevel
 
     model = create(model_name, 10)
@@ -184,13 +184,17 @@ def fake_run(workdir, model_name: str, image_size: int = 16) -> None:
 
 def test_model_attention_scores_match_the_direct_computation(folders, tmp_path):
     from at_jax.models.vgg_att import attention_maps  # pylint: disable=import-outside-toplevel
-    from at_jax.segment import ModelAttention, evaluate, pair_files  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from at_jax.figures.segment_folder import ModelAttention, evaluate, pair_files
+    from at_jax.training.checkpoint import load_run, model_from_config, variables_of  # pylint: disable=C0415
 
     workdir = str(tmp_path / "ltpa")
     fake_run(workdir, "vgg-att2-concat-pc")
     images, masks = folders
     pairs = pair_files(images, masks)
-    source = ModelAttention(workdir, level=-1, source="auto", image_size=0)
+    run = load_run(workdir)
+    source = ModelAttention(model_from_config(run.config), variables_of(run), run.config, level=-1, source="auto",
+                            image_size=0, workdir=workdir)
     assert source.image_size == 16
     scores = evaluate(pairs, source, threshold=None, top_fraction=0.2, batch_size=2)
     assert list(scores) == ["a", "b", "c"]

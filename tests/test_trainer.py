@@ -8,19 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-from at_jax.checkpoint import CheckpointError, Checkpointer
-from at_jax.errors import USER_ERRORS
-from at_jax.metrics import NonFiniteLossError
-from at_jax.trainer import ConfigError, batch_indices, train_and_evaluate
-from at_jax.workdir import WorkdirError
+from at_jax.training.checkpoint import CheckpointError, Checkpointer
+from at_jax.errors import NonFiniteLossError
+from at_jax.errors import ConfigError, UserError
+from at_jax.training import train_and_evaluate
+from at_jax.training.batches import batch_indices
+from at_jax.errors import WorkdirError
 from trainer_utils import TINY_CONFIG, deterministic_records, metrics_records, run_cli, tiny_config
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("teacher"))
-    train_and_evaluate(tiny_config(), workdir)
-    return workdir
 
 
 def test_short_run_writes_everything(teacher_dir):
@@ -120,7 +114,7 @@ def _tree_digest(directory) -> dict:
 def test_bad_input_is_a_user_error(tmp_path, overrides, error, message):
     with pytest.raises(error, match=message) as raised:
         train_and_evaluate(tiny_config(**overrides), str(tmp_path / "run"))
-    assert isinstance(raised.value, USER_ERRORS)
+    assert isinstance(raised.value, UserError)  # not merely a ValueError: the CLI prints it as one line
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
@@ -167,22 +161,50 @@ def test_workdir_problems_leave_files_alone(teacher_dir, tmp_path):
             train_and_evaluate(tiny_config(), str(locked / "run"))
 
 
-def test_cli_errors_are_one_line_exit_2(tmp_path):
+def test_cli_errors_are_one_line_exit_2(tmp_path, cli_error):
     cases = [
         ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.no_such_key=1"],
         ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.model=resnet-7"],
-        ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.batch_size=12",
-         "--config.dataset.name=synthetic"],
         [f"--config={TINY_CONFIG}"],
         ["--workdir", str(tmp_path / "x"), "--config.no_such_key=1"],  # the embedded default
         ["--workdir", str(tmp_path / "x"), "--config=configs/cifar10.py:method=magic"],
         ["--workdir", str(tmp_path / "x"), "--config=configs/no_such_config.py"],
         ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.dataset.name=cifar10",
          f"--config.dataset.data_dir={tmp_path / 'no_data'}"],
+        ["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.pipeline=magic"],
     ]
-    for index, args in enumerate(cases):
-        result = run_cli(args, devices=8 if index == 2 else None)
-        assert result.returncode == 2, (args, result.stderr[-2000:])
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("at_jax: error: "), result.stderr[-2000:]
-        assert "Traceback" not in result.stderr
+    messages = [cli_error(args) for args in cases]
+    for needle, message in zip(["no_such_key", "resnet-7", "--workdir", "no_such_key", "magic", "no_such_config",
+                                "cifar10", "pipeline"], messages):
+        assert needle in message, message
+    assert not os.path.exists(tmp_path / "x" / "checkpoints")
+
+
+def test_cli_error_on_eight_devices_is_one_line(tmp_path):
+    """A batch that does not split over the devices: checked in a process with 8 CPU devices."""
+    result = run_cli(["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.batch_size=12",
+                      "--config.dataset.name=synthetic"], devices=8)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("at_jax: error: ") and "divisible" in lines[0]
+
+
+def test_config_file_errors_say_what_failed(tmp_path, cli_error):
+    config_file = tmp_path / "raising.py"
+    config_file.write_text("import at_jax.losses\n\ndef get_config():\n    at_jax.losses.no_such_function()\n")
+    message = cli_error(["--workdir", str(tmp_path / "x"), f"--config={config_file}"])
+    assert "no_such_function" in message and "unknown config key" not in message
+    message = cli_error(["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}", "--config.loss.no_such=1"])
+    assert "unknown config key" in message and "no_such" in message
+
+
+def test_internal_errors_keep_their_traceback(tmp_path, monkeypatch, run_main):
+    """A bug (here a ValueError raised inside the trainer) is not turned into a one-line user error."""
+    from at_jax import training  # pylint: disable=import-outside-toplevel
+
+    def broken(config, workdir):
+        raise ValueError("an internal shape bug")
+
+    monkeypatch.setattr(training, "train_and_evaluate", broken)
+    with pytest.raises(ValueError, match="internal shape bug"):
+        run_main(["--workdir", str(tmp_path / "x"), f"--config={TINY_CONFIG}"])

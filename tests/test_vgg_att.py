@@ -172,7 +172,7 @@ def fast_prng():
 
 @pytest.mark.slow
 def test_cra_teacher_then_ltpa_student_with_attention_transfer(tmp_path, fast_prng):
-    from at_jax.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
+    from at_jax.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
     from trainer_utils import metrics_records, tiny_config  # pylint: disable=import-outside-toplevel
 
     short = {"num_train_steps": 1, "log_every_steps": 1, "eval_every_steps": 0, "checkpoint_every_steps": 1,

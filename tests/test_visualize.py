@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from at_jax import attention_map, curves, figures, visualize
+from at_jax import attention_map, visualize
+from at_jax.figures import attention_maps, curves
 from experiment_utils import compilation_cache, register_tiny_cnn
 from trainer_utils import REPO, tiny_config
 
@@ -19,7 +20,7 @@ from trainer_utils import REPO, tiny_config
 def runs(tmp_path_factory):
     """configs/tiny.py (16x16 synthetic data, 4 steps): a tiny-cnn-8 teacher and a tiny-cnn-4 student
     trained from it with AT."""
-    from at_jax.trainer import train_and_evaluate  # pylint: disable=import-outside-toplevel
+    from at_jax.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
     register_tiny_cnn()
     root = tmp_path_factory.mktemp("visualize")
     teacher, student = str(root / "teacher"), str(root / "student_at")
@@ -46,7 +47,7 @@ def test_attention_figure_student_beside_its_teacher(runs, capsys):
     visualize.main([f"--workdir={student}", f"--out={out}", "--num-images=2"])
     pixels = read_png(out)
     # 2 rows; 1 image column + 2 student groups + 2 teacher groups (the run's own teacher), 160 px each.
-    assert pixels.shape[:2] == figures.figure_pixels(2, 5, 100) == (320, 800)
+    assert pixels.shape[:2] == attention_maps.figure_pixels(2, 5, 100) == (320, 800)
     assert_not_blank(pixels)
     assert "800x320 px" in capsys.readouterr().out
 
@@ -60,10 +61,12 @@ def test_attention_figure_without_teacher_and_dpi(runs):
 
 def test_attention_maps_match_the_library(runs):
     teacher, _, _ = runs
-    run = figures.load_run(teacher)
-    images, _, mean, std = figures.load_test_images(run.config, 2)
+    run = visualize.load_trained_run(teacher)
+    assert isinstance(run, attention_maps.TrainedRun) and run.workdir == teacher
+    images, _, mean, std = attention_maps.load_test_images(run.config, 2)
     inputs = (images / 255.0 - np.asarray(mean)) / np.asarray(std)
-    logits, columns = figures.attention_columns(run.model, run.variables, jnp.asarray(inputs, jnp.float32))
+    logits, columns = attention_maps.attention_columns(run.model, run.variables,
+                                                       jnp.asarray(inputs, jnp.float32))
     assert logits.shape == (2, 10)
     assert [title for title, _ in columns] == ["group 1", "group 2"]
     assert [maps.shape for _, maps in columns] == [(2, 16, 16), (2, 8, 8)]
@@ -89,7 +92,7 @@ def test_sown_ltpa_maps_become_columns():
     model = SowingModel()
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 8, 3))
     variables = model.init(jax.random.PRNGKey(1), x, train=False)
-    _, columns = figures.attention_columns(model, variables, x)
+    _, columns = attention_maps.attention_columns(model, variables, x)
     assert [title for title, _ in columns] == ["group 1", "LTPA 1"]
     _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
     np.testing.assert_allclose(columns[1][1], state["intermediates"]["attention"][0])
@@ -98,7 +101,7 @@ def test_sown_ltpa_maps_become_columns():
 
 def test_upsample_keeps_a_constant_map_constant():
     maps = np.full((1, 4, 4), 0.25, np.float32)
-    np.testing.assert_allclose(figures.upsample(maps, (16, 16)), 0.25, rtol=1e-6)
+    np.testing.assert_allclose(attention_maps.upsample(maps, (16, 16)), 0.25, rtol=1e-6)
 
 
 def test_curves_of_two_runs_on_shared_axes(runs, capsys):

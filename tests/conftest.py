@@ -1,0 +1,64 @@
+"""Session fixtures: one tiny teacher per test session, shared by the xdist workers of a run."""
+import fcntl
+import os
+
+import pytest
+
+from trainer_utils import tiny_config
+
+
+def shared_root(tmp_path_factory):
+    """A directory every xdist worker of this pytest run sees (the worker's own basetemp without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory):
+    """configs/tiny.py trained for its 8 steps (WRN-10-1 on synthetic 16x16 data), once per run: the first
+    worker trains it under a lock, the others find it finished (``train_and_evaluate`` returns at once)."""
+    from at_jax.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
+
+    root = shared_root(tmp_path_factory)
+    workdir = root / "session_teacher"
+    with open(root / "session_teacher.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        train_and_evaluate(tiny_config(), str(workdir))
+    return str(workdir)
+
+
+@pytest.fixture
+def run_main(monkeypatch):
+    """``python -m at_jax.train ARGS`` in this process: its flag parsing, then its ``main``."""
+    from absl import flags  # pylint: disable=import-outside-toplevel
+
+    from at_jax import cli, train  # pylint: disable=import-outside-toplevel
+    from trainer_utils import REPO  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setenv("AT_JAX_XLA_CPU_FLAGS", "0")  # this process's backend has started already
+    monkeypatch.chdir(REPO)
+
+    def run(args):
+        argv = train.with_default_config(["at_jax.train", *args])
+        flag_values = flags.FlagValues()
+        train.define_flags(flag_values, argv)
+        train.main(cli.parse_flags(argv, flag_values), flag_values)
+
+    return run
+
+
+@pytest.fixture
+def cli_error(run_main, capsys):
+    """Runs the train CLI in this process expecting a user error; returns its one stderr line."""
+
+    def error(args) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            run_main(args)
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert exited.value.code == 2, lines
+        assert len(lines) == 1 and lines[0].startswith("at_jax: error: "), lines
+        assert "Traceback" not in lines[0]
+        return lines[0]
+
+    return error
