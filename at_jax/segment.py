@@ -1,6 +1,6 @@
 """``python -m at_jax.segment --images=DIR --masks=DIR [--workdir=RUN] [--threshold=T | --top_fraction=F]``.
 
-Weakly supervised segmentation (see :mod:`at_jax.segmentation`): every image in ``--images`` is
+Weakly supervised segmentation (see :mod:`at_jax.figures.segmentation`): every image in ``--images`` is
 paired with the mask of the same file stem in ``--masks`` (e.g. ``cat.jpg`` with ``cat.png``; nonzero
 mask pixels are foreground). With ``--workdir`` (a trained at_jax run, e.g. an LTPA model) the image
 is resized to the run's training size, normalised with its dataset's mean/std and the attention map

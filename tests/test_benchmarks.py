@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,6 +128,44 @@ def test_benchmarks_import_without_ml_collections_or_tfds():
     result = subprocess.run([sys.executable, "-c", blocker], cwd=REPO_ROOT, capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=REPO_ROOT, JAX_PLATFORMS="cpu"), timeout=120)
     assert result.returncode == 0 and "IMPORTED" in result.stdout, result.stderr[-2000:]
+
+
+def test_jax_reference_builds_what_the_trainer_builds(tmp_path):
+    """loss_config(method) is the build_objective fields dict; the benchmark's initial state of seeds
+    s, s+1 is the trainer's own (set_up(...).init_state of a parallel_runs=2 job with seed s)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from at_jax.losses import build_objective  # pylint: disable=import-outside-toplevel
+    from at_jax.training import multi_run, setup  # pylint: disable=import-outside-toplevel
+    from trainer_utils import tiny_config  # pylint: disable=import-outside-toplevel
+    sys.path.insert(0, REPO_ROOT)
+    try:
+        from benchmarks import jax_reference  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    assert jax_reference.loss_config("none") == {}
+    assert jax_reference.loss_config("at") == {"at_beta": 1e3}
+    assert jax_reference.loss_config("kd") == {"kd_alpha": 0.9, "kd_temperature": 4.0}
+    assert jax_reference.loss_config("at+kd") == {"at_beta": 1e3, "kd_alpha": 0.9, "kd_temperature": 4.0}
+    assert jax_reference.loss_config("grad_at") == {"grad_at_beta": 1.0}
+    assert [build_objective(jax_reference.loss_config(method)).uses_teacher
+            for method in jax_reference.METHODS] == [False, True, True, True, True]
+    with pytest.raises(ValueError, match="unknown method"):
+        jax_reference.loss_config("fitnets")
+
+    config = tiny_config(seed=3, parallel_runs=2)
+    job = multi_run.plan_job(config, str(tmp_path))
+    assert job.seeds == [3, 4]
+    trainer = setup.set_up(config, job)
+    trainer_state = trainer.init_state(np.asarray(job.seeds, np.int32))  # as training.loop does
+    benchmark = jax_reference.make_jax_step(
+        config.model, None, "none", num_classes=trainer.dataset.num_classes, dtype="float32", steps_per_call=1,
+        pad=0, flip=False, mean=trainer.dataset.mean, std=trainer.dataset.std,
+        image_shape=trainer.dataset.image_shape, seed=3, parallel_runs=2)
+    for key in ("params", "batch_stats", "rng"):
+        np.testing.assert_equal(jax.device_get(benchmark.state[key]), jax.device_get(trainer_state[key]))
+    # different seeds, different weights (the comparison above is not between two constants)
+    kernel = max(jax.tree.leaves(benchmark.state["params"]), key=lambda leaf: leaf.size)
+    assert not np.array_equal(np.asarray(kernel[0]), np.asarray(kernel[1]))
 
 
 def test_conv_kernels_and_step_components_run():

@@ -13,12 +13,8 @@ import at_jax.models.cra  # noqa: F401  (registers *-cra)
 import at_jax.models.resnet  # noqa: F401
 import at_jax.models.wrn  # noqa: F401
 from at_jax.models import create
-from at_jax.models.cra import (
-    ChannelReassessment,
-    adaptive_avg_pool2d,
-    adaptive_pool_matrix,
-    cra_parameter_count,
-)
+from at_jax.models.cra import ChannelReassessment, cra_parameter_count
+from at_jax.spatial import adaptive_avg_pool, adaptive_pool_matrix
 from at_jax.models.resnet import ResidualBlock
 from model_utils import count_params, numpy_variables, param_shapes
 
@@ -44,7 +40,7 @@ def test_adaptive_pool_matches_pytorch(fixture, case):
     x = fixture[f"pool/{case}/input"].astype(np.float32)
     expected = fixture[f"pool/{case}/output"]
     grid = expected.shape[1]
-    result = jax.jit(adaptive_avg_pool2d, static_argnums=1)(x, (grid, grid))
+    result = jax.jit(adaptive_avg_pool, static_argnums=1)(x, (grid, grid))
     assert result.shape == expected.shape and result.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(result), expected, rtol=0, atol=2e-6)
 

@@ -38,8 +38,8 @@ def _one_step(setting, **betas):
     params = {"model": variables["params"]}
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": variables["batch_stats"],
              "opt_state": transform.init(params), "rng": jax.random.PRNGKey(0)}
-    config = StepConfig(total_steps=10, pad=0, flip=False, mean=(0.5,) * 3, std=(0.25,) * 3, **betas)
-    step = make_train_step(model, teacher, build_objective({}), transform, optax.constant_schedule(0.1),
+    config = StepConfig(total_steps=10, pad=0, flip=False, mean=(0.5,) * 3, std=(0.25,) * 3)
+    step = make_train_step(model, teacher, build_objective(betas), transform, optax.constant_schedule(0.1),
                            config)
     return jax.jit(step)(state, teacher_variables, data, jnp.arange(6))
 

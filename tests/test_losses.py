@@ -223,11 +223,6 @@ def test_invalid_config_raises(config, message):
         build_objective(config)
 
 
-def test_ignored_fields_are_skipped():
-    objective = build_objective({"at_beta": 2.0, "grad_at_beta": 1.0}, ignore=("grad_at_beta",))
-    assert objective == build_objective({"at_beta": 2.0})
-
-
 def test_normalize_none_from_config():
-    assert build_objective({"at_normalize": "none"}).at_normalize is None
-    assert build_objective({"at_normalize": None}).at_normalize is None
+    assert build_objective({"at_normalize": "none"}).option("at_normalize") is None
+    assert build_objective({"at_normalize": None}).option("at_normalize") is None

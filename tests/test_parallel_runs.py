@@ -118,13 +118,6 @@ def test_sweep_of_a_loss_weight_equals_single_runs(teacher_dir, tmp_path):
     assert record["train/at"] > 0 and record["train/total"] == pytest.approx(record["train/ce"])
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("teacher"))
-    train_and_evaluate(job_config(), workdir)
-    return workdir
-
-
 def test_vmapped_job_equals_unrolled_job(seed_job, tmp_path):
     """parallel_mode "vmap" with 2 steps per compiled call (lax.scan: the accelerator path) against
     "unroll" with one step per call (the CPU default)."""

@@ -39,7 +39,9 @@ TEACHER = "teacher"
 IGNORED_KEYS = ("progress", "tensorboard", "run_name", "log_every_steps", "eval_every_steps",
                 "checkpoint_every_steps", "keep_checkpoints", "steps_per_call", "eval_batch_size",
                 "num_train_steps", "num_epochs", "pipeline", "teacher.workdir", "num_classes",
-                "parallel_mode")
+                "num_train_examples", "parallel_mode")
+
+
 @dataclasses.dataclass(frozen=True)
 class PlannedRun:
     """One training run of an experiment: ``method`` is "teacher" for the teacher."""
