@@ -81,17 +81,24 @@ def jaxlib_accepts(flags: Sequence[str]) -> bool:
     try:
         result = subprocess.run([sys.executable, "-c", "import jax; jax.devices('cpu')"], env=env,
                                 capture_output=True, timeout=300, check=False)
-        accepted = result.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+    accepted = result.returncode == 0
+    if not accepted and b"Unknown flag" not in result.stderr:
+        return False  # the child failed for another reason: no answer to keep
+    _write_cache(path, dict(cache, **{key: accepted}))
+    return accepted
+
+
+def _write_cache(path: str, cache: dict) -> None:
+    temporary = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path + ".tmp", "w") as file:
-            json.dump(dict(cache, **{key: accepted}), file)
-        os.replace(path + ".tmp", path)
+        with open(temporary, "w") as file:
+            json.dump(cache, file)
+        os.replace(temporary, path)
     except OSError:
         pass  # no cache: asked again next time
-    return accepted
 
 
 def apply_xla_cpu_flags(environ: MutableMapping[str, str] | None = None,
