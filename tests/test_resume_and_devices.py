@@ -40,6 +40,7 @@ def _kill_when(process, condition, extra_delay, timeout=300):
     process.wait()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
     result = run_cli([f"--workdir={reference}", *RUN_ARGS])
@@ -84,6 +85,7 @@ def one_device_losses(tmp_path_factory):
     return train, evaluation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", [4, 8])
 def test_same_losses_on_n_devices(tmp_path, one_device_losses, devices):
     result = run_cli([f"--workdir={tmp_path}", *RUN_ARGS, "--config.checkpoint_every_steps=12"],
@@ -94,6 +96,7 @@ def test_same_losses_on_n_devices(tmp_path, one_device_losses, devices):
     np.testing.assert_allclose(evaluation, one_device_losses[1], rtol=2e-4)
 
 
+@pytest.mark.slow
 def test_two_processes_with_jax_distributed_match_one_device(tmp_path, one_device_losses):
     """Multi-host data parallelism on one machine: 2 processes x 2 CPU devices, gloo collectives."""
     with socket.socket() as probe:
