@@ -1,6 +1,21 @@
-"""Session fixtures: one tiny teacher per test session, shared by the xdist workers of a run."""
+"""Session set-up: one compilation cache and one tiny teacher per test run, shared by the xdist workers."""
 import fcntl
 import os
+import tempfile
+
+
+def _share_compiled_programs() -> None:
+    """JAX's persistent compilation cache for this test run (before JAX is imported), shared by the xdist
+    workers and inherited by the CLI subprocesses: the same tiny programs compile once per run, not once per
+    test. A user's own JAX_COMPILATION_CACHE_DIR is kept."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                          os.path.join(tempfile.gettempdir(), f"at_jax_test_compilation_cache_{run_id}"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+_share_compiled_programs()
 
 import pytest
 

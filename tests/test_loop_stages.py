@@ -1,5 +1,4 @@
 """The stages of ``train_and_evaluate``: plan, the early return of a finished job, set up, configs, resume."""
-import hashlib
 import json
 import os
 
@@ -12,16 +11,7 @@ from at_jax.errors import CheckpointError, ConfigError
 from at_jax.experiments.teacher_students import teacher_then_students
 from at_jax.training import loop, multi_run, setup
 from at_jax.training.checkpoint import load_run
-from trainer_utils import tiny_config
-
-
-def tree_digest(directory) -> dict:
-    digests = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            digests[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    return digests
+from trainer_utils import tiny_config, tree_digest
 
 
 def test_plan_job_of_one_run_and_of_several(tmp_path):

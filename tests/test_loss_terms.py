@@ -15,7 +15,7 @@ from at_jax.errors import ConfigError
 from at_jax.experiments import report
 from at_jax.experiments.plan import without_transfer_terms
 from at_jax.run_files import read_metrics
-from at_jax.training import multi_run, train_and_evaluate
+from at_jax.training import train_and_evaluate
 from trainer_utils import REPO, deterministic_records, tiny_config
 
 STUDENT = (jnp.ones((2, 4, 4, 3)), jnp.arange(2 * 2 * 2 * 5, dtype=jnp.float32).reshape(2, 2, 2, 5))
@@ -174,20 +174,19 @@ def test_user_term_from_a_config_file_outside_the_repository_trains_logs_and_swe
     assert off["train/feature_energy"] > 0 and off["train/total"] == pytest.approx(off["train/ce"])
 
 
-def test_user_term_in_a_job_with_the_session_teacher(teacher_dir, tmp_path):
-    """A teacher-using user term in a two-run seed job, in process: logged per run, the teacher loaded."""
+def test_user_term_with_the_session_teacher(teacher_dir, tmp_path):
+    """A teacher-using user term in a run, in process: the teacher is loaded, the term logged."""
     losses.register_term("test_logit_match", lambda s, t, y: jnp.mean(jnp.square(s.logits - t.logits)),
                          needs_teacher=True)
     try:
-        config = tiny_config(**{"loss.at_beta": 0.0, "teacher.workdir": teacher_dir, "num_train_steps": 2,
-                                "parallel_runs": 2})
+        config = tiny_config(**{"loss.at_beta": 0.0, "teacher.workdir": teacher_dir, "num_train_steps": 2})
         config.loss.test_logit_match_beta = 0.1
-        summary = train_and_evaluate(config, str(tmp_path / "job"))
-        assert summary["teacher"] == "wrn-10-1" and summary["finished_runs"] == 2
-        for run in ("seed_0", "seed_1"):
-            record = read_metrics(str(tmp_path / "job" / run / "metrics.jsonl"))[0]
-            assert record["train/test_logit_match"] > 0
-        assert multi_run.plan_job(config, str(tmp_path / "job")).size == 2
+        summary = train_and_evaluate(config, str(tmp_path / "run"))
+        assert summary["teacher"] == "wrn-10-1"
+        record = read_metrics(str(tmp_path / "run" / "metrics.jsonl"))[0]
+        assert record["train/test_logit_match"] > 0
+        assert record["train/total"] == pytest.approx(record["train/ce"] + 0.1 * record["train/test_logit_match"],
+                                                      rel=1e-5)
     finally:
         losses.terms._REGISTRY.pop("test_logit_match", None)  # pylint: disable=protected-access
 

@@ -26,3 +26,23 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_test_one():
     assert test_command.startswith("python -m pytest")
     ci_script = open(os.path.join(REPO, ".ci", "run")).read()
     assert test_command in ci_script
+
+
+def test_user_term_example_trains_and_logs(tmp_path, run_main):
+    """The README's "Your own loss terms" config, as written, through the CLI (a few steps per run)."""
+    from at_jax import losses  # pylint: disable=import-outside-toplevel
+    from at_jax.run_files import read_metrics  # pylint: disable=import-outside-toplevel
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "register_term" in b)
+    config_file = tmp_path / "my_config.py"
+    config_file.write_text(block)
+    try:
+        run_main([f"--config={config_file}", f"--workdir={tmp_path / 'runs'}", "--config.num_train_steps=2",
+                  "--config.log_every_steps=1", "--config.checkpoint_every_steps=2", "--config.progress=False",
+                  "--config.tensorboard=False"])
+    finally:
+        losses.terms._REGISTRY.pop("logit_match", None)  # pylint: disable=protected-access
+    assert sorted(os.listdir(tmp_path / "runs")) == ["student", "student_logit_match", "teacher"]
+    record = read_metrics(str(tmp_path / "runs" / "student_logit_match" / "metrics.jsonl"))[0]
+    assert record["train/logit_match"] > 0
+    assert abs(record["train/total"] - (record["train/task"] + 0.1 * record["train/logit_match"])) < 1e-4

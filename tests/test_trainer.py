@@ -1,5 +1,4 @@
 """The trainer end to end on CI-sized settings: a real run, teacher -> student with every term, bad input."""
-import hashlib
 import json
 import math
 import os
@@ -14,7 +13,8 @@ from at_jax.errors import ConfigError, UserError
 from at_jax.training import train_and_evaluate
 from at_jax.training.batches import batch_indices
 from at_jax.errors import WorkdirError
-from trainer_utils import TINY_CONFIG, deterministic_records, metrics_records, run_cli, tiny_config
+from trainer_utils import (TINY_CONFIG, deterministic_records, metrics_records, run_cli, tiny_config,
+                           tree_digest)
 
 
 def test_short_run_writes_everything(teacher_dir):
@@ -90,15 +90,6 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state["params"]))
 
 
-def _tree_digest(directory) -> dict:
-    digests = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            digests[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    return digests
-
-
 @pytest.mark.parametrize("overrides,error,message", [
     ({"model": "wrn-17-1"}, ValueError, "6n\\+4"),
     ({"model": "vgg-99"}, ValueError, "unknown model"),
@@ -149,10 +140,10 @@ def test_workdir_problems_leave_files_alone(teacher_dir, tmp_path):
     with pytest.raises(WorkdirError, match="not a directory"):
         train_and_evaluate(tiny_config(), str(a_file))
     assert a_file.read_text() == "mine"
-    before = _tree_digest(teacher_dir)
+    before = tree_digest(teacher_dir)
     with pytest.raises(WorkdirError, match="model"):
         train_and_evaluate(tiny_config(model="wrn-16-1"), teacher_dir)
-    assert _tree_digest(teacher_dir) == before
+    assert tree_digest(teacher_dir) == before
     if os.geteuid() != 0:  # root can write anywhere
         locked = tmp_path / "locked"
         locked.mkdir()

@@ -1,4 +1,5 @@
 """Shared helpers for the trainer tests: the tiny config and running the CLI in a subprocess."""
+import hashlib
 import json
 import os
 import subprocess
@@ -51,3 +52,13 @@ def deterministic_records(workdir) -> list[dict]:
     """metrics.jsonl without the wall-clock fields."""
     return [{k: v for k, v in record.items() if k != "images_per_second"}
             for record in metrics_records(workdir)]
+
+
+def tree_digest(directory) -> dict:
+    """sha256 of every file below ``directory`` (to show that nothing there was rewritten)."""
+    digests = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            digests[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return digests

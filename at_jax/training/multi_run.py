@@ -23,7 +23,6 @@ once, what fills an accelerator); "unroll" puts S copies of the single-run step 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
