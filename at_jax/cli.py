@@ -3,7 +3,8 @@
 - A :class:`~at_jax.errors.UserError` ends the command with one line ``at_jax: error: ...`` on stderr and
   exit code 2; any other exception keeps its traceback (and a non-zero exit).
 - ``--verbosity`` works as absl documents it. Without it, at_jax's own messages at INFO (resumed from step
-  N, a run stopped, which teacher was loaded) are shown, other libraries' only from WARNING up.
+  N, a run stopped, which teacher was loaded) are shown, other libraries' only from WARNING up, less
+  orbax's warnings that at_jax causes on purpose (:data:`EXPECTED_WARNINGS`).
 """
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from absl import logging
 from at_jax.errors import UserError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: orbax warnings about what at_jax does deliberately: checkpoints between evaluations carry no metric (the
+#: best checkpoint is ranked among those that do), and finished runs are opened read-only.
+EXPECTED_WARNINGS = ("did not provide metrics", "read_only=True, setting save_interval_steps",
+                     "Given directory is read only")
 
 
 def fail(message: object, code: int = 2) -> None:
@@ -30,10 +35,15 @@ def fail(message: object, code: int = 2) -> None:
 
 
 class _OwnInfoOnly(python_logging.Filter):
-    """Passes warnings and worse from everyone, and at_jax's own records at any level shown."""
+    """Passes at_jax's own records, and warnings and worse from everyone else but :data:`EXPECTED_WARNINGS`."""
 
     def filter(self, record: python_logging.LogRecord) -> bool:
-        return record.levelno >= python_logging.WARNING or record.pathname.startswith(PACKAGE_DIR)
+        if record.pathname.startswith(PACKAGE_DIR):
+            return True
+        if record.levelno == python_logging.WARNING and any(text in record.getMessage()
+                                                            for text in EXPECTED_WARNINGS):
+            return False
+        return record.levelno >= python_logging.WARNING
 
 
 def configure_logging() -> None:

@@ -41,3 +41,14 @@ def test_default_filter_passes_own_info_and_everyone_s_warnings():
                                              None, None)
     keep = cli._OwnInfoOnly().filter  # pylint: disable=protected-access
     assert keep(own) and not keep(other_info) and keep(other_warning)
+
+
+def test_expected_orbax_warnings_are_quiet_by_default_others_not():
+    keep = cli._OwnInfoOnly().filter  # pylint: disable=protected-access
+    for text in cli.EXPECTED_WARNINGS:
+        record = python_logging.LogRecord("absl", python_logging.WARNING, "/site-packages/orbax/cm.py", 1,
+                                          f"x {text} y", None, None)
+        assert not keep(record)
+    surprising = python_logging.LogRecord("absl", python_logging.WARNING, "/site-packages/orbax/cm.py", 1,
+                                          "disk is full", None, None)
+    assert keep(surprising)
