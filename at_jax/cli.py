@@ -17,7 +17,7 @@ from typing import Iterator
 from absl import flags
 from absl import logging
 
-from at_jax.errors import UserError
+from at_jax.errors import Preempted, UserError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 #: orbax warnings about what at_jax does deliberately: checkpoints between evaluations carry no metric (the
@@ -26,10 +26,10 @@ EXPECTED_WARNINGS = ("did not provide metrics", "read_only=True, setting save_in
                      "Given directory is read only")
 
 
-def fail(message: object, code: int = 2) -> None:
+def fail(message: object, code: int = 2, kind: str = "error") -> None:
     """The one-line user error: ``at_jax: error: ...`` on stderr, then exit ``code``."""
     text = " ".join(str(message).split()) or "unknown error"
-    sys.stderr.write(f"at_jax: error: {text}\n")
+    sys.stderr.write(f"at_jax: {kind}: {text}\n")
     sys.stderr.flush()
     sys.exit(code)
 
@@ -59,11 +59,15 @@ def configure_logging() -> None:
 @contextlib.contextmanager
 def user_errors(interrupted: str = "interrupted; re-run the same command to resume from the last checkpoint"
                 ) -> Iterator[None]:
-    """Turns a :class:`UserError` into :func:`fail`; Ctrl-C into one line and exit 130."""
+    """Turns a :class:`UserError` into :func:`fail`; a preemption (SIGTERM, checkpoint saved) into one line
+    and exit 143; Ctrl-C into one line and exit 130."""
     try:
         yield
     except UserError as error:
         fail(error)
+    except Preempted as stop:
+        from at_jax.training.preemption import PREEMPTED_EXIT_CODE  # pylint: disable=import-outside-toplevel
+        fail(stop, code=PREEMPTED_EXIT_CODE, kind="preempted")
     except KeyboardInterrupt:
         fail(interrupted, code=130)
 

@@ -35,3 +35,12 @@ class ExperimentError(UserError, ValueError):
 
 class FigureError(UserError, ValueError):
     """A figure cannot be drawn from what the user gave (no metrics, no such test image, bad option)."""
+
+
+class PathError(UserError, ValueError):
+    """A path or URL no installed storage backend serves (an unknown scheme, gs:// without its extra)."""
+
+
+class Preempted(Exception):
+    """The job was asked to stop (SIGTERM) and saved a checkpoint; re-running the same command resumes it.
+    Not a user error: the entry points exit with :data:`at_jax.training.preemption.PREEMPTED_EXIT_CODE`."""

@@ -1,45 +1,89 @@
-"""The files of a run directory and how they are read and written (shared by training, experiments, figures).
+"""Paths, and the files of a run directory (shared by training, experiments and figures).
+
+Every path at_jax reads or writes goes through :func:`as_path`, an ``etils.epath.Path``: a local path, or
+a URL such as ``gs://bucket/run`` when its backend is installed (``pip install 'at_jax[gcs]'`` adds gcsfs
+for ``gs://``). A ``scheme://`` that no installed backend serves is refused in one line
+(:class:`~at_jax.errors.PathError`) before anything is written, and never becomes a local folder.
 
 A run's workdir holds ``config.json`` (its settings, plus ``num_classes`` and ``num_train_examples``),
 ``metrics.jsonl`` (one JSON object per log line), ``summary.json`` (when finished), ``checkpoints/``,
-``tensorboard/`` and, for a run of a multi-run job that diverged, ``stopped.json``. Writes are atomic
-(a temporary file, then a rename), so a kill never leaves a torn JSON file.
+``tensorboard/`` and, for a run of a multi-run job that diverged, ``stopped.json``. JSON writes are
+atomic (a temporary file, then a rename), so a kill never leaves a torn JSON file.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
+
+from etils import epath
+
+from at_jax.errors import PathError
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 STOPPED_FILE = "stopped.json"
 
+PathLike = Union[str, os.PathLike]
 
-def write_json(path: str, record: Mapping, **dump_options: Any) -> None:
+
+def is_remote(path: PathLike) -> bool:
+    """Whether ``path`` is a URL (``scheme://...``) rather than a local path."""
+    return "://" in os.fspath(path)
+
+
+def as_path(path: PathLike) -> epath.Path:
+    """``path`` as an ``epath.Path`` (``~`` expanded); :class:`PathError` for a scheme with no backend."""
+    text = os.fspath(path)
+    if not is_remote(text):
+        return epath.Path(os.path.expanduser(text))
+    try:
+        return epath.Path(text)
+    except KeyError:
+        scheme = text.split("://", 1)[0]
+        raise PathError(f"no storage backend serves {scheme}:// ({text}); use a local path or "
+                        f"gs:// (pip install 'at_jax[gcs]'), s3://, az://") from None
+
+
+def absolute(path: PathLike) -> epath.Path:
+    """An absolute ``epath.Path`` (URLs are absolute already)."""
+    return as_path(path) if is_remote(path) else epath.Path(os.path.abspath(as_path(path)))
+
+
+def check_reachable(path: PathLike, role: str = "path") -> epath.Path:
+    """Refuses a URL whose storage backend is not installed (e.g. gs:// without gcsfs), in one line."""
+    resolved = as_path(path)
+    if is_remote(resolved):
+        try:
+            resolved.exists()
+        except ImportError as error:
+            raise PathError(f"{role} {path}: {error} (pip install 'at_jax[gcs]' for gs://)") from None
+    return resolved
+
+
+def write_json(path: PathLike, record: Mapping, **dump_options: Any) -> None:
     """Writes ``record`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
-    with open(path + ".tmp", "w") as file:
-        json.dump(record, file, indent=2, **dump_options)
-    os.replace(path + ".tmp", path)
+    target = as_path(path)
+    temporary = target.parent / (target.name + ".tmp")
+    temporary.write_text(json.dumps(record, indent=2, **dump_options))
+    temporary.replace(target)
 
 
-def read_json(path: str) -> dict | None:
+def read_json(path: PathLike) -> dict | None:
     """The JSON object in ``path``, or None when the file is missing or unreadable."""
     try:
-        with open(path) as file:
-            return json.load(file)
+        return json.loads(as_path(path).read_text())
     except (OSError, ValueError):
         return None
 
 
-def read_metrics(path: str) -> list[dict]:
+def read_metrics(path: PathLike) -> list[dict]:
     """All records of a ``metrics.jsonl`` file (a torn last line, from a kill mid-write, is skipped)."""
     records = []
-    with open(path) as file:
-        for line in file:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for line in as_path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
     return records

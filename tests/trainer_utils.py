@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import ml_collections
 
@@ -62,3 +63,27 @@ def tree_digest(directory) -> dict:
             path = os.path.join(root, name)
             digests[os.path.relpath(path, directory)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
     return digests
+
+
+def start_cli(args) -> subprocess.Popen:
+    """``python -m at_jax.train ARGS`` started in the background (output discarded)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "at_jax.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(process: subprocess.Popen, condition, timeout: float = 300) -> None:
+    """Polls ``condition()`` until it holds; fails if the process ended first or the time ran out."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None, "the run ended before the condition held"
+        assert time.time() < deadline, "timed out waiting for the run"
+        time.sleep(0.02)
+
+
+def checkpoint_steps(workdir) -> list[int]:
+    """The finished checkpoint steps in ``workdir/checkpoints``."""
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(name) for name in os.listdir(directory) if name.isdigit())

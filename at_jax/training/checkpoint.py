@@ -1,34 +1,35 @@
-"""Checkpoints with orbax: save every N steps, keep the last few and the best, auto-resume, teacher loading.
+"""Checkpoints with orbax: save every N steps, keep the last few and the best, auto-resume, finished runs.
 
 A checkpoint holds the whole train state pytree ``{"step", "params", "batch_stats", "opt_state", "rng"}``.
 orbax writes each step to a temporary directory and renames it when complete, so a run killed at any moment
-leaves only whole checkpoints behind; re-running the same command restores the newest one.
+(even during a save) leaves only whole checkpoints behind; re-running the same command restores the newest.
+Workdirs may be local paths or URLs (:mod:`at_jax.run_files`).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any, Mapping
 
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from at_jax.errors import CheckpointError
+from at_jax.run_files import CONFIG_FILE, absolute, as_path, check_reachable, read_json
+
 BEST_METRIC = "accuracy"
-
-
-from at_jax.errors import CheckpointError  # noqa: E402
 
 
 class Checkpointer:
     """orbax ``CheckpointManager`` over ``workdir/checkpoints``: the last ``keep`` steps plus the best one.
 
-    ``best`` ranks checkpoints saved with ``metrics={"accuracy": ...}``.
+    ``best`` ranks checkpoints saved with ``metrics={"accuracy": ...}``. Saves are asynchronous: :meth:`save` returns once the state is copied to host memory and orbax writes it
+    in the background (each step to a temporary directory, renamed when complete); the next save, :meth:`wait`
+    and :meth:`close` wait for the one in flight.
     """
 
     def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.directory = checkpoint_directory(workdir)
         policy = checkpoint_managers.AnyPreservationPolicy([
             checkpoint_managers.LatestN(n=max(1, keep)),
             checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=1,
@@ -37,7 +38,8 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy, best_fn=lambda metrics: metrics[BEST_METRIC], best_mode="max",
             create=not read_only, read_only=read_only,
-            enable_async_checkpointing=False, cleanup_tmp_directories=not read_only)
+            save_interval_steps=0 if read_only else 1,
+            enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -51,6 +53,9 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, metrics: dict | None = None) -> None:
         self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+
+    def wait(self) -> None:
+        """Blocks until the save in flight (if any) is on disk."""
         self.manager.wait_until_finished()
 
     def restore(self, step: int, abstract_state: Any | None = None) -> Any:
@@ -63,6 +68,11 @@ class Checkpointer:
         self.manager.close()
 
 
+def checkpoint_directory(workdir: str):
+    """``WORKDIR/checkpoints`` as an absolute ``epath.Path`` (local or a URL such as gs://)."""
+    return absolute(workdir) / "checkpoints"
+
+
 def abstract_like(state: Any) -> Any:
     """``jax.ShapeDtypeStruct`` tree (with shardings) of a concrete state, as restore targets."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
@@ -70,14 +80,13 @@ def abstract_like(state: Any) -> Any:
 
 def read_saved_config(workdir: str) -> dict:
     """The ``config.json`` a run wrote into its workdir."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    path = as_path(workdir) / CONFIG_FILE
+    if not path.exists():
         raise CheckpointError(f"{workdir} has no config.json: it is not the workdir of an at_jax run")
-    try:
-        with open(path) as file:
-            return json.load(file)
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read {path}: {error}") from None
+    config = read_json(path)
+    if config is None:
+        raise CheckpointError(f"cannot read {path}")
+    return config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +106,16 @@ def load_run(workdir: str, role: str = "run") -> RunCheckpoint:
     if not workdir:
         raise CheckpointError(f"no {role} workdir given" + (": set --config.teacher.workdir to a finished "
                                                             "run's workdir" if role == "teacher" else ""))
-    if not os.path.isdir(workdir):
+    directory = check_reachable(workdir, role=f"{role} workdir")
+    if not directory.is_dir():
         raise CheckpointError(f"{role} workdir {workdir} does not exist")
     config = read_saved_config(workdir)
     if (config.get("parallel_runs") or 0) >= 2:
-        runs = sorted(name for name in os.listdir(workdir)
-                      if os.path.isfile(os.path.join(workdir, name, "config.json")))
+        runs = sorted(str(run) for run in directory.iterdir() if (run / CONFIG_FILE).exists())
         raise CheckpointError(f"{role} workdir {workdir} is a job of {config['parallel_runs']} parallel runs; "
-                              f"point at one of its runs: {', '.join(os.path.join(workdir, r) for r in runs)}")
+                              f"point at one of its runs: {', '.join(runs)}")
     missing = f"{role} workdir {workdir} has no checkpoints: train the {role if role != 'run' else 'model'} first"
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    if not (directory / "checkpoints").is_dir():
         raise CheckpointError(missing)
     try:
         checkpointer = Checkpointer(workdir, read_only=True)

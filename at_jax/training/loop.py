@@ -15,7 +15,6 @@ An ordinary run is a job of one run in ``workdir`` itself; ``config.parallel_run
 """
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -25,13 +24,14 @@ import numpy as np
 from absl import logging
 
 from at_jax.data import dataset_from_config
-from at_jax.errors import NonFiniteLossError
+from at_jax.errors import NonFiniteLossError, Preempted
 from at_jax.training import multi_run, sharding
 from at_jax.training.batches import job_batch_indices
 from at_jax.training.checkpoint import Checkpointer, abstract_like
 from at_jax.training.metrics import MetricWriter, Progress, check_finite
+from at_jax.training.preemption import PreemptionWatch
 from at_jax.training.setup import Setup, set_up, total_steps
-from at_jax.run_files import CONFIG_FILE, SUMMARY_FILE, read_json, write_json
+from at_jax.run_files import CONFIG_FILE, SUMMARY_FILE, as_path, read_json, write_json
 from at_jax.training.workdir import check_resume_compatible, check_writable, save_config
 
 
@@ -65,8 +65,8 @@ def check_workdirs(job: multi_run.Job) -> None:
 
 def finished_summary(config: ml_collections.ConfigDict, job: multi_run.Job) -> dict | None:
     """The saved summary when the job already ran all its steps, else None."""
-    summary = read_json(os.path.join(job.workdir, SUMMARY_FILE))
-    saved = read_json(os.path.join(job.workdir, CONFIG_FILE))
+    summary = read_json(as_path(job.workdir) / SUMMARY_FILE)
+    saved = read_json(as_path(job.workdir) / CONFIG_FILE)
     if summary is None or saved is None:
         return None
     num_train = saved.get("num_train_examples")
@@ -81,7 +81,7 @@ def write_configs(job: multi_run.Job, setup: Setup) -> None:
         return
     records = [(job.workdir, job.job_record)] if job.job_record is not None else []
     for directory, record in records + list(zip(job.run_dirs, job.run_records)):
-        os.makedirs(directory, exist_ok=True)
+        as_path(directory).mkdir(parents=True, exist_ok=True)
         save_config(directory, record, setup.dataset.num_classes, len(setup.dataset.train_labels))
 
 
@@ -163,10 +163,11 @@ class Training:
         self.writers = [MetricWriter(run_dir, resume_step=self.step, enabled=self.is_chief and index in self.active,
                                      tensorboard=self.config.get("tensorboard", True))
                         for index, run_dir in enumerate(job.run_dirs)]
-        label = self.config.get("run_name", "") or os.path.basename(os.path.normpath(job.workdir))
+        label = self.config.get("run_name", "") or as_path(job.workdir).name
         self.progress = Progress(setup.total_steps, self.step, label=label,
                                  enabled=self.is_chief and self.config.get("progress", True))
         self.last_eval: list[dict] = [{} for _ in job.run_dirs]
+        self.preemption, self.calls, self.stop_at = PreemptionWatch(), 0, None
         batch_shape = (job.size, self.config.batch_size)
         shapes = jax.eval_shape(setup.single_step, state, setup.teacher_variables, setup.data,
                                 jax.ShapeDtypeStruct(batch_shape, jnp.int32))[1]
@@ -178,16 +179,20 @@ class Training:
         self.metric_sums, self.steps_since_flush, self.flush_time = self._zero_sums(), 0, time.time()
 
     def run(self) -> None:
-        """Trains until the last step; logs, evaluates and saves at their intervals."""
-        config = self.config
-        while self.step < self.setup.total_steps:
-            events = [self.setup.total_steps, next_multiple(self.step, config.log_every_steps),
+        """Trains until the last step; logs, evaluates and saves at their intervals. On a preemption request
+        it trains on to the next log step, saves there and raises :class:`Preempted`."""
+        config, total = self.config, self.setup.total_steps
+        while self.step < total:
+            events = [total, next_multiple(self.step, config.log_every_steps),
                       next_multiple(self.step, config.checkpoint_every_steps)]
             if config.eval_every_steps > 0:
                 events.append(next_multiple(self.step, config.eval_every_steps))
-            self.advance(min(self.setup.steps_per_call, min(events) - self.step))
-            final = self.step == self.setup.total_steps
-            do_checkpoint = self.step % config.checkpoint_every_steps == 0 or final
+            self.advance(min([self.setup.steps_per_call, *(event - self.step for event in events)]))
+            if self.stop_at is None and self.preemption.requested(self.calls):
+                self.stop_at = min(total, self.step if self.step % config.log_every_steps == 0
+                                   else next_multiple(self.step, config.log_every_steps))
+            final, stopping = self.step == total, self.step == self.stop_at
+            do_checkpoint = self.step % config.checkpoint_every_steps == 0 or final or stopping
             do_eval = final or (config.eval_every_steps > 0 and self.step % config.eval_every_steps == 0)
             if self.step % config.log_every_steps == 0 or do_checkpoint or do_eval:
                 self.log()
@@ -195,6 +200,11 @@ class Training:
                 self.record_eval()
             if do_checkpoint:
                 self.save(with_metric=do_eval)
+            if stopping and not final:
+                for checkpointer in self.checkpointers:
+                    checkpointer.wait()
+                raise Preempted(f"checkpoint saved at step {self.step} of {total}; re-run the same "
+                                "command to resume")
 
     def advance(self, count: int) -> None:
         """``count`` train steps in one compiled call."""
@@ -206,6 +216,7 @@ class Training:
             sharding.host_local_to_global(indices, setup.mesh, batch_axis=indices.ndim - 1))
         self.step += count
         self.steps_since_flush += count
+        self.calls += 1
 
     def log(self) -> None:
         """Writes the mean train metrics since the last log of every active run; stops a non-finite run."""
@@ -270,6 +281,7 @@ class Training:
             self.checkpointers[index].save(self.step, multi_run.unstack(self.state, index), metrics=metrics)
 
     def close(self) -> None:
+        self.preemption.close()
         self.progress.close()
         for closable in self.writers + self.checkpointers:
             closable.close()
@@ -287,8 +299,8 @@ class Training:
         summary = summaries[0] if self.job.job_record is None else job_summary(base, timing, self.job, summaries)
         if self.is_chief:
             for run_dir, run_summary in zip(self.job.run_dirs, summaries):
-                write_json(os.path.join(run_dir, SUMMARY_FILE), run_summary)
-            write_json(os.path.join(self.job.workdir, SUMMARY_FILE), summary)
+                write_json(as_path(run_dir) / SUMMARY_FILE, run_summary)
+            write_json(as_path(self.job.workdir) / SUMMARY_FILE, summary)
         return summary
 
     def run_summary(self, index: int, base: dict, timing: dict) -> dict:

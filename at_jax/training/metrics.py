@@ -14,10 +14,11 @@ from typing import Mapping, TextIO
 import numpy as np
 from absl import logging
 
-from at_jax.run_files import METRICS_FILE, read_metrics
+from at_jax.errors import NonFiniteLossError
+
+from at_jax.run_files import METRICS_FILE, as_path, is_remote, read_metrics
 
 
-from at_jax.errors import NonFiniteLossError  # noqa: E402
 
 
 def check_finite(step: int, scalars: Mapping[str, float]) -> None:
@@ -39,26 +40,32 @@ class MetricWriter:
     """Writes one JSON object per line to ``workdir/metrics.jsonl`` and the same scalars to TensorBoard.
 
     On resume from ``resume_step``, lines of steps after it (written before an interruption) are dropped,
-    so that a resumed run's file equals an uninterrupted run's.
+    so that a resumed run's file equals an uninterrupted run's. A local file is appended to; object stores
+    (gs://, which cannot append) get the whole file rewritten at each write (metrics files are small).
+    TensorBoard events on gs:// use tensorboardX's own writer (it needs google-cloud-storage).
     """
 
     def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True,
                  enabled: bool = True):
-        self.path = os.path.join(workdir, METRICS_FILE)
+        self.path = as_path(workdir) / METRICS_FILE
         self.enabled = enabled
+        self._append = not is_remote(workdir)
+        self._records: list[dict] = []
         self._summary_writer = None
         if not enabled:
             return
-        if os.path.exists(self.path):
-            kept = [line for line in read_metrics(self.path) if line.get("step", 0) <= resume_step]
-            with open(self.path + ".tmp", "w") as file:
-                for line in kept:
-                    file.write(json.dumps(line) + "\n")
-            os.replace(self.path + ".tmp", self.path)
+        if self.path.exists():
+            self._records = [line for line in read_metrics(self.path) if line.get("step", 0) <= resume_step]
+            self._rewrite()
         if tensorboard:
             from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-            self._summary_writer = SummaryWriter(os.path.join(workdir, "tensorboard"),
+            self._summary_writer = SummaryWriter(str(as_path(workdir) / "tensorboard"),
                                                  purge_step=resume_step + 1 if resume_step else None)
+
+    def _rewrite(self) -> None:
+        temporary = self.path.parent / (self.path.name + ".tmp")
+        temporary.write_text("".join(json.dumps(record) + "\n" for record in self._records))
+        temporary.replace(self.path)
 
     def write(self, step: int, scalars: Mapping[str, float], **extra) -> dict:
         record = {"step": int(step)}
@@ -66,8 +73,12 @@ class MetricWriter:
         record.update({name: _to_python(value) for name, value in extra.items()})
         if not self.enabled:
             return record
-        with open(self.path, "a") as file:
-            file.write(json.dumps(record) + "\n")
+        self._records.append(record)
+        if self._append:
+            with self.path.open("a") as file:
+                file.write(json.dumps(record) + "\n")
+        else:
+            self._rewrite()
         if self._summary_writer is not None:
             for name, value in record.items():
                 if name != "step" and isinstance(value, (int, float)):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import jax
@@ -34,7 +33,7 @@ import numpy as np
 from at_jax.errors import ConfigError
 from at_jax.losses import sweepable_keys
 from at_jax.training.cpu_defaults import default_multi_run_mode
-from at_jax.run_files import STOPPED_FILE, read_json, write_json
+from at_jax.run_files import STOPPED_FILE, as_path, read_json, write_json
 
 if TYPE_CHECKING:  # the vmapped step is used by the benchmarks, which run where ml_collections is absent
     import ml_collections
@@ -202,12 +201,12 @@ def job_eval_step(eval_step: Callable, runs: int, mode: str) -> Callable:
 
 def mark_stopped(run_dir: str, step: int, reason: str) -> None:
     """Records that a run of a job stopped (its loss became non-finite) while the others went on."""
-    write_json(os.path.join(run_dir, STOPPED_FILE), {"step": int(step), "reason": reason})
+    write_json(as_path(run_dir) / STOPPED_FILE, {"step": int(step), "reason": reason})
 
 
 def stopped_reason(run_dir: str) -> str | None:
     """Why a run of a job was stopped, ``None`` if it was not."""
-    record = read_json(os.path.join(run_dir, STOPPED_FILE))
+    record = read_json(as_path(run_dir) / STOPPED_FILE)
     return None if record is None else record.get("reason", "stopped")
 
 
@@ -239,5 +238,5 @@ def plan_job(config: ml_collections.ConfigDict, workdir: str) -> Job:
     specs = run_specs(config)
     if not specs:
         return Job(workdir, (RunSpec("", int(config.seed), {}),), (workdir,), (config.to_dict(),), None)
-    return Job(workdir, tuple(specs), tuple(os.path.join(workdir, spec.name) for spec in specs),
+    return Job(workdir, tuple(specs), tuple(str(as_path(workdir) / spec.name) for spec in specs),
                tuple(run_config(config, spec) for spec in specs), config.to_dict())

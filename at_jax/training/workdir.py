@@ -1,20 +1,17 @@
 """The run directory: checks before anything is written, ``config.json``, resume compatibility."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Mapping
 
 from at_jax.errors import WorkdirError
-from at_jax.run_files import CONFIG_FILE, write_json
+from at_jax.run_files import CONFIG_FILE, as_path, check_reachable, is_remote, read_json, write_json
 
 # Keys whose change makes an existing checkpoint meaningless for this run.
 RESUME_KEYS = ("model", "dataset.name")
 # Keys of a parallel job (at_jax.parallel_runs) that must not change on resume, with their values in
 # configs saved before they existed.
 JOB_RESUME_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": []}
-
-
 
 
 def _lookup(config: Mapping, dotted: str):
@@ -25,9 +22,16 @@ def _lookup(config: Mapping, dotted: str):
 
 
 def check_writable(workdir: str) -> None:
-    """Raises unless ``workdir`` is (or can be made) a writable directory; creates nothing."""
+    """Raises unless ``workdir`` is (or can be made) a writable directory; creates nothing. A URL is checked
+    for a storage backend (and, through it, that the location answers)."""
     if not workdir:
         raise WorkdirError("--workdir is required")
+    path = check_reachable(workdir, role="workdir")
+    if is_remote(workdir):
+        if path.exists() and not path.is_dir():
+            raise WorkdirError(f"workdir {workdir} exists and is not a directory")
+        return
+    workdir = os.fspath(path)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise WorkdirError(f"workdir {workdir} exists and is not a directory")
     probe = workdir
@@ -45,14 +49,12 @@ def check_resume_compatible(workdir: str, config: Mapping) -> bool:
 
     Raises when it holds a run of another model or dataset, so that nothing there is overwritten.
     """
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
+    path = as_path(workdir) / CONFIG_FILE
+    if not path.exists():
         return False
-    try:
-        with open(path) as file:
-            saved = json.load(file)
-    except (OSError, json.JSONDecodeError):
-        raise WorkdirError(f"{path} is unreadable; use another --workdir") from None
+    saved = read_json(path)
+    if saved is None:
+        raise WorkdirError(f"{path} is unreadable; use another --workdir")
     for key in RESUME_KEYS:
         if _lookup(saved, key) != _lookup(config, key):
             raise WorkdirError(f"workdir {workdir} holds a run with {key}={_lookup(saved, key)!r}, this config "
@@ -79,4 +81,4 @@ def save_config(workdir: str, config: Mapping, num_classes: int, num_train_examp
     record["num_classes"] = num_classes
     if num_train_examples is not None:
         record["num_train_examples"] = int(num_train_examples)
-    write_json(os.path.join(workdir, CONFIG_FILE), record, sort_keys=True, default=str)
+    write_json(as_path(workdir) / CONFIG_FILE, record, sort_keys=True, default=str)
