@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = "wrn-10-1"
     config.model_kwargs = ml_collections.ConfigDict()   # extra keyword options of the model (registry)
     config.compute_dtype = "float32"     # "bfloat16": bf16 compute, float32 parameters and optimizer
+    config.compilation_cache_dir = "auto"   # persistent XLA cache; "auto" = ~/.cache/at_jax/..., "" = off
     config.progress = True
     config.tensorboard = True
     # "teacher_then_students": train teacher.model, then the student without and with the transfer terms
@@ -94,4 +95,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.weight_decay = 5e-4
     config.optimizer.decay_at = (0.5, 0.75)    # fractions of training where the lr is multiplied
     config.optimizer.decay_factor = 0.2
+    # Large batches (pods): lr * batch_size / reference_batch_size (0 = as given), linear warmup steps.
+    config.optimizer.reference_batch_size = 0
+    config.optimizer.warmup_steps = 0
     return config

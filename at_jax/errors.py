@@ -44,3 +44,7 @@ class PathError(UserError, ValueError):
 class Preempted(Exception):
     """The job was asked to stop (SIGTERM) and saved a checkpoint; re-running the same command resumes it.
     Not a user error: the entry points exit with :data:`at_jax.training.preemption.PREEMPTED_EXIT_CODE`."""
+
+
+class DeviceError(UserError, RuntimeError):
+    """A process sees fewer accelerators than the launch asked for (a misconfigured cluster job)."""

@@ -62,6 +62,14 @@ def check_reachable(path: PathLike, role: str = "path") -> epath.Path:
     return resolved
 
 
+def save_png(figure: Any, out: PathLike, dpi: int) -> None:
+    """Saves a matplotlib figure as PNG at ``out`` (local or a URL), creating its folder."""
+    target = as_path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as file:
+        figure.savefig(file, dpi=dpi, format="png")
+
+
 def write_json(path: PathLike, record: Mapping, **dump_options: Any) -> None:
     """Writes ``record`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
     target = as_path(path)

@@ -51,3 +51,26 @@ def test_schedule_cifar_recipe():
 def test_invalid_settings_raise(bad):
     with pytest.raises(ValueError):
         make_optimizer(bad, total_steps=10)
+
+
+def test_linear_scaling_with_batch_size_and_warmup():
+    config = {"learning_rate": 0.1, "decay_at": (0.5,), "decay_factor": 0.1, "reference_batch_size": 256,
+              "warmup_steps": 4}
+    schedule = learning_rate_schedule(config, total_steps=20, batch_size=1024)   # peak 0.1 * 1024 / 256
+    values = [float(schedule(step)) for step in (0, 1, 3, 4, 9, 10, 19)]
+    np.testing.assert_allclose(values, [0.1, 0.2, 0.4, 0.4, 0.4, 0.04, 0.04], rtol=1e-6)
+    plain = learning_rate_schedule({"learning_rate": 0.1}, total_steps=20, batch_size=1024)
+    assert float(plain(0)) == pytest.approx(0.1)  # no reference batch: the rate as given
+
+
+def test_large_batch_keys_in_a_run(tmp_path):
+    from at_jax.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
+    from at_jax.run_files import read_metrics  # pylint: disable=import-outside-toplevel
+    from trainer_utils import tiny_config  # pylint: disable=import-outside-toplevel
+
+    config = tiny_config(num_train_steps=2, log_every_steps=1, checkpoint_every_steps=2,
+                         **{"optimizer.reference_batch_size": 8, "optimizer.warmup_steps": 2,
+                            "optimizer.decay_at": ()})
+    train_and_evaluate(config, str(tmp_path))
+    rates = [r["train/learning_rate"] for r in read_metrics(str(tmp_path / "metrics.jsonl")) if "train/total" in r]
+    np.testing.assert_allclose(rates, [0.1, 0.2], rtol=1e-6)   # batch 16 = 2 x 8: peak 0.2, reached at step 1

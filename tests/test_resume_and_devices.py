@@ -118,3 +118,48 @@ def test_two_processes_with_jax_distributed_match_one_device(tmp_path, one_devic
     np.testing.assert_allclose(train, one_device_losses[0], rtol=2e-4)
     np.testing.assert_allclose(evaluation, one_device_losses[1], rtol=2e-4)
     assert _checkpoint_steps(tmp_path) == [6, 12]
+
+
+def _slurm_processes(tmp_path, expected_local_devices, extra_args=()):
+    """Two processes as SLURM starts them on one node (srun, one task per device pair): SLURM_* variables
+    and AT_JAX_DISTRIBUTED=1, so that jax.distributed.initialize() detects the job itself."""
+    with socket.socket() as probe:  # JAX derives the coordinator port from the job id: pick a free one
+        for port in range(61440 + os.getpid() % 4000, 65536):
+            try:
+                probe.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
+    processes = []
+    for task in range(2):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", SLURM_JOB_ID=str(port - 61440), SLURM_STEP_NODELIST="localhost",
+                   SLURM_NTASKS="2", SLURM_PROCID=str(task), SLURM_LOCALID=str(task), SLURM_STEP_NUM_NODES="1",
+                   AT_JAX_DISTRIBUTED="1", AT_JAX_LOCAL_DEVICES=str(expected_local_devices),
+                   XLA_FLAGS="--xla_force_host_platform_device_count=2")
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "at_jax.train", f"--workdir={tmp_path}", *RUN_ARGS, *extra_args],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes, [process.communicate(timeout=600) for process in processes]
+
+
+@pytest.mark.slow
+def test_simulated_slurm_job_of_two_processes_matches_one_device(tmp_path, one_device_losses):
+    processes, outputs = _slurm_processes(tmp_path, 2, ["--config.checkpoint_every_steps=12"])
+    for task, (process, (_, stderr)) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, stderr[-3000:]
+        assert f"process {task} of 2: 2 local devices (cpu), 4 devices in all" in stderr
+    train, evaluation = _losses(tmp_path)
+    np.testing.assert_allclose(train, one_device_losses[0], rtol=2e-4)
+    np.testing.assert_allclose(evaluation, one_device_losses[1], rtol=2e-4)
+
+
+@pytest.mark.slow
+def test_simulated_slurm_process_seeing_too_few_devices_stops_in_one_line(tmp_path):
+    processes, outputs = _slurm_processes(tmp_path, 3)
+    for task, (process, (_, stderr)) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 2, stderr[-3000:]
+        errors = [line for line in stderr.splitlines() if line.startswith("at_jax: error:")]
+        assert errors == [f"at_jax: error: process {task} of 2 sees 2 cpu device(s), 3 expected "
+                          "(AT_JAX_LOCAL_DEVICES); check the job's GPU allocation (e.g. --gpus-per-node) and "
+                          "CUDA_VISIBLE_DEVICES"], stderr[-2000:]
+    assert not os.path.exists(tmp_path / "checkpoints")

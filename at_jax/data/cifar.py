@@ -22,6 +22,7 @@ import numpy as np
 
 from at_jax.data.dataset import Dataset, DatasetError
 from at_jax.data.safe_pickle import UnsafePickleError, load_restricted
+from at_jax.run_files import as_path, check_reachable
 
 # Normalisation constants of the official attention-transfer code, used for CIFAR-10 and -100.
 CIFAR_MEAN = (125.3 / 255.0, 123.0 / 255.0, 113.9 / 255.0)
@@ -94,7 +95,7 @@ def _checked_images(images: Any, where: str) -> np.ndarray:
 def _read_pickle_batch(path: str, spec: _CifarSpec) -> tuple[np.ndarray, np.ndarray]:
     """One batch file: {b'data': uint8 (N, 3072) in CHW order, b'labels': [int]} -> NHWC, int32."""
     try:
-        with open(path, "rb") as file:
+        with as_path(path).open("rb") as file:
             batch = load_restricted(file)
     except UnsafePickleError as error:
         raise DatasetError(f"{path}: not a CIFAR batch, refused to unpickle it ({error}); "
@@ -123,11 +124,11 @@ def _read_pickle_batch(path: str, spec: _CifarSpec) -> tuple[np.ndarray, np.ndar
 def _python_folder(path: str, spec: _CifarSpec) -> str | None:
     """The folder holding the pickles (`path` or `path/<folder>`), or None when neither does."""
     required = spec.train_files + spec.test_files
-    for folder in (path, os.path.join(path, spec.folder)):
-        present = [f for f in required if os.path.isfile(os.path.join(folder, f))]
+    for folder in (path, str(as_path(path) / spec.folder)):
+        present = [f for f in required if (as_path(folder) / f).is_file()]
         if len(present) == len(required):
             return folder
-        if present and (folder != path or os.path.basename(os.path.normpath(path)) == spec.folder):
+        if present and (folder != path or as_path(path).name == spec.folder):
             missing = ", ".join(f for f in required if f not in present)
             raise DatasetError(f"{spec.title} folder {folder} is incomplete (missing {missing}): "
                                f"re-extract {spec.url}")
@@ -137,7 +138,7 @@ def _python_folder(path: str, spec: _CifarSpec) -> str | None:
 def _read_python_folder(folder: str, spec: _CifarSpec) -> _Arrays:
     arrays = {}
     for split, files in (("train", spec.train_files), ("test", spec.test_files)):
-        batches = [_read_pickle_batch(os.path.join(folder, f), spec) for f in files]
+        batches = [_read_pickle_batch(str(as_path(folder) / f), spec) for f in files]
         arrays[f"{split}_images"] = np.concatenate([images for images, _ in batches])
         arrays[f"{split}_labels"] = np.concatenate([labels for _, labels in batches])
     return arrays
@@ -148,7 +149,7 @@ def _read_python_folder(folder: str, spec: _CifarSpec) -> _Arrays:
 def _read_npz(path: str, spec: _CifarSpec) -> _Arrays:
     """x_train, y_train, x_test, y_test from an .npz, never unpickling objects."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with as_path(path).open("rb") as file, np.load(file, allow_pickle=False) as archive:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in archive]
             if missing:
                 raise DatasetError(f"{path}: the .npz lacks {', '.join(missing)} "
@@ -170,7 +171,7 @@ def _read_npz(path: str, spec: _CifarSpec) -> _Arrays:
 # --- a prepared TFDS data dir -----------------------------------------------------------------
 
 def _has_tfds_dataset(path: str, name: str) -> bool:
-    return bool(glob.glob(os.path.join(glob.escape(path), name, "*", "dataset_info.json")))
+    return any(as_path(path).glob(f"{glob.escape(name)}/*/dataset_info.json"))
 
 
 def _read_tfds(path: str, name: str) -> _Arrays:
@@ -205,18 +206,18 @@ def _read_tfds(path: str, name: str) -> _Arrays:
 def load_cifar(name: str, data_dir: str | None = None) -> Dataset:
     """CIFAR-10 ("cifar10") or CIFAR-100 ("cifar100", fine labels) from `data_dir` (see module)."""
     spec = _SPECS[name]
-    path = os.path.expanduser(os.fspath(data_dir)) if data_dir is not None else default_data_dir()
-    if os.path.isfile(path):
+    path = str(check_reachable(data_dir if data_dir is not None else default_data_dir(), "dataset.data_dir"))
+    if as_path(path).is_file():
         if not path.endswith(".npz"):
             raise DatasetError(f"{path} is a file but not an .npz; pass the folder that holds "
                                f"{spec.folder}/ or a TFDS data dir instead")
         arrays = _read_npz(path, spec)
-    elif not os.path.isdir(path):
+    elif not as_path(path).is_dir():
         raise DatasetError(_missing_message(name, spec, path))
     elif (folder := _python_folder(path, spec)) is not None:
         arrays = _read_python_folder(folder, spec)
-    elif os.path.isfile(os.path.join(path, f"{name}.npz")):
-        arrays = _read_npz(os.path.join(path, f"{name}.npz"), spec)
+    elif (as_path(path) / f"{name}.npz").is_file():
+        arrays = _read_npz(str(as_path(path) / f"{name}.npz"), spec)
     elif _has_tfds_dataset(path, name):
         arrays = _read_tfds(path, name)
     else:

@@ -22,15 +22,15 @@ not redone, a partial one resumes through the trainer. Results go to ``DIR/resul
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
+
+import dataclasses
 from typing import Any, Mapping
 
 import ml_collections
 
 from at_jax.errors import ExperimentError
-from at_jax.run_files import read_json
+from at_jax.run_files import CONFIG_FILE, as_path, read_json
 from at_jax.losses import weight_keys
 
 TEACHER = "teacher"
@@ -39,7 +39,7 @@ TEACHER = "teacher"
 IGNORED_KEYS = ("progress", "tensorboard", "run_name", "log_every_steps", "eval_every_steps",
                 "checkpoint_every_steps", "keep_checkpoints", "steps_per_call", "eval_batch_size",
                 "num_train_steps", "num_epochs", "pipeline", "teacher.workdir", "num_classes",
-                "num_train_examples", "parallel_mode")
+                "num_train_examples", "parallel_mode", "compilation_cache_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +144,7 @@ def teacher_run(config: ml_collections.ConfigDict, workdir: str) -> PlannedRun:
     if run.model != config.base.teacher.model:
         raise ExperimentError("set the teacher's model with base.teacher.model, not teacher_overrides.model")
     run.run_name = TEACHER
-    directory = config.teacher_workdir or os.path.join(workdir, TEACHER)
+    directory = config.teacher_workdir or str(as_path(workdir) / TEACHER)
     return PlannedRun(TEACHER, config.teacher_seed, directory, run)
 
 
@@ -158,7 +158,7 @@ def student_run(config: ml_collections.ConfigDict, workdir: str, method: str, se
     apply_overrides(run.loss, config.methods[method], f"methods.{method}")
     run.teacher.workdir = teacher_workdir
     run.run_name = f"{method}/seed_{seed}"
-    return PlannedRun(method, seed, os.path.join(workdir, method, f"seed_{seed}"), run)
+    return PlannedRun(method, seed, str(as_path(workdir) / method / f"seed_{seed}"), run)
 
 
 def plan(config: ml_collections.ConfigDict, workdir: str) -> list[PlannedRun]:
@@ -184,9 +184,10 @@ def config_differences(saved: Mapping, intended: Mapping) -> list[str]:
     as_json = lambda tree: _flatten(json.loads(json.dumps(tree, default=str)))
     saved_flat, intended_flat = as_json(saved), as_json(intended)
     ignored = lambda key: any(key == name or key.startswith(name + ".") for name in IGNORED_KEYS)
+    added_later = lambda key: key not in saved_flat and not intended_flat.get(key)  # a new key at its neutral default
     return [f"{key}: {saved_flat.get(key, '<unset>')!r} -> {intended_flat.get(key, '<unset>')!r}"
             for key in sorted(set(saved_flat) | set(intended_flat))
-            if not ignored(key) and saved_flat.get(key) != intended_flat.get(key)]
+            if not ignored(key) and not added_later(key) and saved_flat.get(key) != intended_flat.get(key)]
 
 
 def run_groups(runs: list[PlannedRun], parallel_seeds: bool) -> list[list[PlannedRun]]:
@@ -204,10 +205,10 @@ def run_groups(runs: list[PlannedRun], parallel_seeds: bool) -> list[list[Planne
 
 def job_can_run(group: list[PlannedRun]) -> bool:
     """A method's seeds train as one job unless some of them were started as separate runs earlier."""
-    job_dir = os.path.dirname(group[0].workdir)
-    if os.path.isfile(os.path.join(job_dir, "config.json")):
+    job_dir = as_path(group[0].workdir).parent
+    if (job_dir / CONFIG_FILE).exists():
         return True
-    return not any(os.path.isfile(os.path.join(run.workdir, "config.json")) for run in group)
+    return not any((as_path(run.workdir) / CONFIG_FILE).exists() for run in group)
 
 
 def job_config(group: list[PlannedRun]) -> ml_collections.ConfigDict:
@@ -222,7 +223,7 @@ def job_config(group: list[PlannedRun]) -> ml_collections.ConfigDict:
 
 def check_consistent(run: PlannedRun) -> None:
     """Raises when ``run.workdir`` already holds a run with other settings (nothing is overwritten)."""
-    saved = read_json(os.path.join(run.workdir, "config.json"))
+    saved = read_json(as_path(run.workdir) / CONFIG_FILE)
     if saved is None:
         return
     differences = config_differences(saved, run.config.to_dict())

@@ -8,12 +8,13 @@ measured in (``paper_reference.setting``).
 from __future__ import annotations
 
 import json
-import os
+
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from at_jax.losses import method_label
+from at_jax.run_files import as_path
 
 DASH = "–"
 
@@ -161,7 +162,7 @@ def write_results(workdir: str, results: Mapping) -> None:
     """Writes ``results.json`` and ``results.md`` into ``workdir`` (atomically)."""
     for filename, text in (("results.json", json.dumps(results, indent=2) + "\n"),
                            ("results.md", format_markdown(results))):
-        path = os.path.join(workdir, filename)
-        with open(path + ".tmp", "w") as file:
-            file.write(text)
-        os.replace(path + ".tmp", path)
+        path = as_path(workdir) / filename
+        temporary = path.parent / (filename + ".tmp")
+        temporary.write_text(text)
+        temporary.replace(path)

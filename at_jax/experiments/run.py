@@ -7,7 +7,7 @@ go to ``DIR/results.json`` and ``DIR/results.md`` after every run (:mod:`at_jax.
 from __future__ import annotations
 
 import json
-import os
+
 from typing import Callable, Mapping
 
 import jax
@@ -19,7 +19,7 @@ from at_jax.data import dataset_from_config
 from at_jax.experiments import report
 from at_jax.experiments.plan import (TEACHER, PlannedRun, check_consistent, job_can_run, job_config, method_order,
                                      plan, run_groups, seed_list)
-from at_jax.run_files import read_json
+from at_jax.run_files import SUMMARY_FILE, as_path, read_json
 from at_jax.training import train_and_evaluate
 from at_jax.training.checkpoint import load_run
 from at_jax.training.setup import total_steps
@@ -44,7 +44,7 @@ class StepCounter:
 
 def finished_summary(run: PlannedRun, steps: int) -> dict | None:
     """The run's summary when it finished all ``total_steps`` steps, else None."""
-    summary = read_json(os.path.join(run.workdir, "summary.json"))
+    summary = read_json(as_path(run.workdir) / SUMMARY_FILE)
     if summary is not None and summary.get("step") == steps and summary.get("accuracy") is not None:
         return summary
     return None
@@ -69,9 +69,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn:
     summaries: dict[tuple[str, int], dict] = {}
     if config.teacher_workdir:
         summaries[(TEACHER, config.teacher_seed)] = read_json(
-            os.path.join(config.teacher_workdir, "summary.json")) or {}
+            as_path(config.teacher_workdir) / SUMMARY_FILE) or {}
     parameter_counts: dict[str, int | None] = {}
-    os.makedirs(workdir, exist_ok=True)
+    as_path(workdir).mkdir(parents=True, exist_ok=True)
     results: dict = {}
     index = 0
     for group in run_groups(runs, bool(config.get("parallel_seeds", False))):
@@ -86,7 +86,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn:
             else:
                 summaries[(run.method, run.seed)] = summary
         if pending and len(group) > 1 and job_can_run(group):
-            job_dir = os.path.dirname(group[0].workdir)
+            job_dir = str(as_path(group[0].workdir).parent)
             logging.info("experiment %s: training %s as one job in %s", config.name,
                          ", ".join(run.name for run in group), job_dir)
             job_summary = train_fn(job_config(group), job_dir)

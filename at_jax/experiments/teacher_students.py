@@ -7,14 +7,13 @@
 """
 from __future__ import annotations
 
-import json
-import os
 
 import ml_collections
 from absl import logging
 
 from at_jax.experiments.plan import without_transfer_terms
 from at_jax.losses import method_name
+from at_jax.run_files import SUMMARY_FILE, as_path, read_json
 from at_jax.training import train_and_evaluate
 from at_jax.training.checkpoint import load_run
 from at_jax.training.multi_run import single_run
@@ -34,11 +33,8 @@ def given_teacher(teacher_workdir: str) -> dict:
     run = load_run(teacher_workdir, role="teacher")
     logging.info("using the teacher in %s (%s, step %d); not training one", teacher_workdir,
                  run.config.get("model"), run.step)
-    try:
-        with open(os.path.join(teacher_workdir, "summary.json")) as file:
-            return json.load(file)
-    except (OSError, ValueError):
-        return {"model": run.config.get("model"), "accuracy": None, "step": run.step}
+    return read_json(as_path(teacher_workdir) / SUMMARY_FILE) or {
+        "model": run.config.get("model"), "accuracy": None, "step": run.step}
 
 
 def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
@@ -53,16 +49,16 @@ def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> di
     else:
         teacher_config = single_run(without_transfer(config))  # one teacher for all students
         teacher_config.model = config.teacher.model
-        teacher_dir = os.path.join(workdir, "teacher")
+        teacher_dir = str(as_path(workdir) / "teacher")
         summaries["teacher"] = train_and_evaluate(teacher_config, teacher_dir)
-    summaries["student"] = train_and_evaluate(without_transfer(config), os.path.join(workdir, "student"))
+    summaries["student"] = train_and_evaluate(without_transfer(config), str(as_path(workdir) / "student"))
     method = method_name(config.loss)
     if method != "none":
         transfer_config = ml_collections.ConfigDict(config.to_dict())
         transfer_config.pipeline = ""
         transfer_config.teacher.workdir = teacher_dir
         name = f"student_{method.replace('+', '_')}"
-        summaries[name] = train_and_evaluate(transfer_config, os.path.join(workdir, name))
+        summaries[name] = train_and_evaluate(transfer_config, str(as_path(workdir) / name))
     return summaries
 
 

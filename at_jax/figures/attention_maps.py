@@ -9,7 +9,6 @@ One row per image; columns: the image, then the student's maps, then the teacher
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 from at_jax.attention import attention_map
 from at_jax.data import dataset_from_config, normalize
 from at_jax.errors import CheckpointError, FigureError
+from at_jax.run_files import as_path, save_png
 from at_jax.spatial import resize_bilinear
 
 CELL_INCHES = 1.6   # each panel is CELL_INCHES square; the PNG is (rows, columns) * CELL_INCHES * dpi pixels
@@ -130,13 +130,11 @@ def attention_figure(student: TrainedRun, teacher: TrainedRun | None, out: str, 
 
 
 def _save(figure: Any, out: str, dpi: int) -> None:
-    directory = os.path.dirname(os.path.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    figure.savefig(out, dpi=dpi, format="png")
+    save_png(figure, out, dpi)
 
 
 def default_teacher_workdir(student: TrainedRun) -> str | None:
     """The teacher the student's run was trained with (``teacher.workdir`` in its config.json), if it exists."""
     workdir = (student.config.get("teacher") or {}).get("workdir") or ""
-    return workdir if workdir and os.path.isdir(workdir) else None
+    return workdir if workdir and as_path(workdir).is_dir() else None
 

@@ -7,11 +7,10 @@ One panel per metric against the train step: ``train/total`` and the other logge
 from __future__ import annotations
 
 import math
-import os
 from typing import Mapping, Sequence
 
 from at_jax.errors import FigureError
-from at_jax.run_files import METRICS_FILE, read_metrics
+from at_jax.run_files import METRICS_FILE, absolute, as_path, read_metrics, save_png
 
 PANEL_INCHES = (4.0, 3.0)   # (width, height) of one panel; the PNG is columns*4 x rows*3 inches at dpi
 MAX_COLUMNS = 3
@@ -25,7 +24,7 @@ CurvesError = FigureError  # a workdir without readable metrics
 
 def run_labels(workdirs: Sequence[str]) -> list[str]:
     """The shortest tails of the paths that tell the runs apart, e.g. ["at/seed_0", "none/seed_0"]."""
-    parts = [os.path.normpath(os.path.abspath(workdir)).split(os.sep) for workdir in workdirs]
+    parts = [str(absolute(workdir)).rstrip("/").split("/") for workdir in workdirs]
     for length in range(1, max(len(p) for p in parts) + 1):
         labels = ["/".join(p[-length:]) for p in parts]
         if len(set(labels)) == len(labels):
@@ -37,8 +36,8 @@ def read_runs(workdirs: Sequence[str]) -> dict[str, list[dict]]:
     """label -> the records of ``workdir/metrics.jsonl``."""
     runs = {}
     for label, workdir in zip(run_labels(workdirs), workdirs):
-        path = os.path.join(workdir, METRICS_FILE)
-        if not os.path.isfile(path):
+        path = as_path(workdir) / METRICS_FILE
+        if not path.exists():
             raise CurvesError(f"{workdir} has no metrics.jsonl: it is not the workdir of an at_jax run")
         records = read_metrics(path)
         if not records:
@@ -110,7 +109,6 @@ def curves_figure(workdirs: Sequence[str], out: str, *, metrics: Sequence[str] =
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    figure.savefig(out, dpi=dpi, format="png")
+    save_png(figure, out, dpi)
     plt.close(figure)
     return height, width

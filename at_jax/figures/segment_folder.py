@@ -5,7 +5,6 @@ Used by ``python -m at_jax.segment``; the maths is in :mod:`at_jax.figures.segme
 """
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +14,7 @@ from absl import logging
 from at_jax.attention import attention_map
 from at_jax.data import CIFAR_MEAN, CIFAR_STD, dataset_from_config
 from at_jax.errors import FigureError
+from at_jax.run_files import as_path
 from at_jax.figures.segmentation import color_contrast_saliency, segmentation_jaccard
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".ppm")
@@ -26,14 +26,14 @@ class SegmentError(FigureError):
 
 
 def _images_by_stem(folder: str) -> dict[str, str]:
-    return {os.path.splitext(name)[0]: os.path.join(folder, name) for name in sorted(os.listdir(folder))
-            if name.lower().endswith(IMAGE_EXTENSIONS)}
+    return {path.stem: str(path) for path in sorted(as_path(folder).iterdir(), key=lambda p: p.name)
+            if path.name.lower().endswith(IMAGE_EXTENSIONS)}
 
 
 def pair_files(image_dir: str, mask_dir: str) -> list[tuple[str, str, str]]:
     """``(stem, image_path, mask_path)`` for each image, sorted by stem; raises if any mask is missing."""
     for name, folder in (("--images", image_dir), ("--masks", mask_dir)):
-        if not folder or not os.path.isdir(folder):
+        if not folder or not as_path(folder).is_dir():
             raise SegmentError(f"{name} must be an existing folder, got {folder!r}")
     images, masks = _images_by_stem(image_dir), _images_by_stem(mask_dir)
     if not images:
@@ -48,7 +48,7 @@ def pair_files(image_dir: str, mask_dir: str) -> list[tuple[str, str, str]]:
 def read_image(path: str, mode: str):
     from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
     try:
-        with Image.open(path) as image:
+        with as_path(path).open("rb") as file, Image.open(file) as image:
             return image.convert(mode)
     except (OSError, UnidentifiedImageError) as error:
         raise SegmentError(f"cannot read {path}: {str(error).splitlines()[0]}") from None

@@ -23,8 +23,10 @@ ChannelAttentionFactory = Callable[[], nn.Module]
 kaiming_normal_fan_in: Initializer = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 #: torchvision ResNet conv init, std = sqrt(2 / fan_out); fan_out = kh * kw * out.
 kaiming_normal_fan_out: Initializer = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-#: PyTorch ``nn.Linear`` default weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+#: PyTorch ``nn.Linear`` default weight init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Torch7's ``nn.Linear:reset`` too).
 torch_linear_kernel: Initializer = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+#: Torch7 ``nn.BatchNormalization:reset`` scale init, ``weight:uniform()`` = U(0, 1) (the bias is 0).
+torch_batch_norm_scale: Initializer = nn.initializers.uniform(scale=1.0)
 
 
 def torch_linear_bias(fan_in: int) -> Initializer:
@@ -103,6 +105,53 @@ class BatchNorm(nn.Module):
         multiplier = jax.lax.rsqrt(var + self.epsilon) * scale.astype(jnp.float32)
         y = (x32 - mean) * multiplier + bias.astype(jnp.float32)
         return y.astype(self.dtype if self.dtype is not None else x.dtype)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout ``x * m / (1 - rate)``, m ~ Bernoulli(1 - rate) i.i.d. per element (Torch7 ``nn.Dropout``
+    and PyTorch scale at train time, so inference is the identity). ``key=None`` (inference) returns ``x``."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+
+
+def _new_dropout_stream(key: jax.Array) -> jax.Array:
+    """(seed, count) as uint32[2]: a seed drawn from ``key`` and a forward-pass counter starting at 0."""
+    return jnp.concatenate([jax.random.bits(key, (1,), jnp.uint32), jnp.zeros((1,), jnp.uint32)])
+
+
+class DropoutKeys(nn.Module):
+    """The dropout randomness of one forward pass: ``__call__(train) -> key`` (train) or ``None`` (inference).
+
+    When ``apply`` gets a ``'dropout'`` rng stream (``rngs={"dropout": key}``) the key comes from it. The
+    at_jax trainer passes no such stream, so otherwise the model carries its own: ``batch_stats/stream`` =
+    (seed, count) uint32, the seed drawn from the init key (so a run's dropout masks follow its seed), and
+    each train-mode forward uses ``fold_in(fold_in(key(0), seed), count)`` and increments ``count`` (when
+    ``batch_stats`` is mutable, as in a train step). Inference never reads or changes it.
+    """
+
+    @nn.compact
+    def __call__(self, train: bool) -> jax.Array | None:
+        stream = self.variable("batch_stats", "stream", lambda: _new_dropout_stream(self.make_rng("params")))
+        if not train:
+            return None
+        if self.has_rng("dropout"):
+            return self.make_rng("dropout")
+        state = jnp.asarray(stream.value).astype(jnp.uint32)
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), state[0]), state[1])
+        if self.is_mutable_collection("batch_stats") and not self.is_initializing():
+            stream.value = state.at[1].add(jnp.uint32(1))
+        return key
+
+
+def scale_gradient(x: jax.Array, factor: float) -> jax.Array:
+    """The identity in the forward pass whose backward multiplies the incoming gradient by ``factor``:
+    ``sg(x) + factor * (x - sg(x))`` (exactly ``x`` forward, d/dx = factor)."""
+    if factor == 1.0:
+        return x
+    frozen = jax.lax.stop_gradient(x)
+    return frozen + jnp.asarray(factor, x.dtype) * (x - frozen)
 
 
 def is_positive_int(value: Any) -> bool:

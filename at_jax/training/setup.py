@@ -20,6 +20,7 @@ from at_jax.errors import ConfigError
 from at_jax.losses import Objective, build_objective
 from at_jax.training import multi_run, sharding
 from at_jax.training.batches import device_data
+from at_jax.training.compilation_cache import use_compilation_cache
 from at_jax.training.cpu_defaults import default_steps_per_call
 from at_jax.training.optimizer import make_optimizer
 from at_jax.training.state import compute_dtype, create_train_state
@@ -112,6 +113,7 @@ def check_feature_pairs(objective: Objective, model: Any, teacher: Teacher | Non
 def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     """Builds the job's :class:`Setup` (see the module docstring)."""
     check_config(config)
+    use_compilation_cache(config.get("compilation_cache_dir", "auto"))
     mesh = sharding.make_mesh()
     dataset, steps = load_data(config, mesh)
     dtype = compute_dtype(config.compute_dtype)
@@ -122,7 +124,10 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
                else None)
     sample = jnp.zeros((1,) + dataset.image_shape, dtype)
     check_feature_pairs(objective, model, teacher, sample)
-    transform, schedule = make_optimizer(config.optimizer, steps)
+    try:
+        transform, schedule = make_optimizer(config.optimizer, steps, config.batch_size)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     pad, flip = augmentation(config, dataset)
     step_config = StepConfig(total_steps=steps, pad=pad, flip=flip, mean=dataset.mean, std=dataset.std,
                              compute_dtype=dtype, teacher_dtype=teacher_dtype)

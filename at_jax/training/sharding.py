@@ -15,16 +15,20 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from at_jax.errors import DeviceError
+
 DATA_AXIS = "data"
 
 
 def initialize_distributed() -> None:
-    """Calls ``jax.distributed.initialize`` when launched as one process of a multi-host job.
+    """Calls ``jax.distributed.initialize`` when launched as one process of a multi-host job, then checks
+    and logs what this process sees (:func:`check_devices`).
 
     A multi-host launch is recognised by ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and
-    ``JAX_PROCESS_ID`` (set by the ``launch/`` scripts), or by ``AT_JAX_DISTRIBUTED=1`` on the clusters
-    whose environment ``jax.distributed.initialize()`` detects itself (SLURM, TPU pods, Open MPI).
-    Single-process runs skip it.
+    ``JAX_PROCESS_ID`` (set by ``launch/multihost.sh``), or by ``AT_JAX_DISTRIBUTED=1`` on the clusters
+    whose environment ``jax.distributed.initialize()`` detects itself (SLURM: one process per GPU, each using
+    the GPU of its ``SLURM_LOCALID``, or those listed in ``AT_JAX_LOCAL_DEVICE_IDS`` when the job binds GPUs to
+    tasks itself; TPU pods; Open MPI). Single-process runs skip it.
     """
     if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("AT_JAX_DISTRIBUTED") == "1":
         # CPU processes need a collectives backend of their own (GPUs and TPUs ignore this setting).
@@ -35,11 +39,31 @@ def initialize_distributed() -> None:
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
             process_id=int(os.environ["JAX_PROCESS_ID"]))
     elif os.environ.get("AT_JAX_DISTRIBUTED") == "1":
-        jax.distributed.initialize()
-    else:
+        device_ids = os.environ.get("AT_JAX_LOCAL_DEVICE_IDS", "")
+        jax.distributed.initialize(local_device_ids=[int(i) for i in device_ids.split(",")] if device_ids else None)
+    check_devices(os.environ.get(EXPECTED_DEVICES_VARIABLE))
+
+
+#: Environment variable: how many devices each process must see (the launch scripts set it).
+EXPECTED_DEVICES_VARIABLE = "AT_JAX_LOCAL_DEVICES"
+
+
+def check_devices(expected_local: str | int | None) -> None:
+    """Logs this process's index, the process count and its local / global device counts; raises
+    :class:`DeviceError` when it sees fewer local devices than ``expected_local`` (when given)."""
+    local, total = jax.local_device_count(), jax.device_count()
+    logging.info("process %d of %d: %d local devices (%s), %d devices in all", jax.process_index(),
+                 jax.process_count(), local, jax.default_backend(), total)
+    if expected_local in (None, ""):
         return
-    logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-                 jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+    try:
+        expected = int(expected_local)
+    except ValueError:
+        raise DeviceError(f"{EXPECTED_DEVICES_VARIABLE} must be a whole number, got {expected_local!r}") from None
+    if local < expected:
+        raise DeviceError(f"process {jax.process_index()} of {jax.process_count()} sees {local} "
+                          f"{jax.default_backend()} device(s), {expected} expected ({EXPECTED_DEVICES_VARIABLE}); "
+                          "check the job's GPU allocation (e.g. --gpus-per-node) and CUDA_VISIBLE_DEVICES")
 
 
 def make_mesh(devices: list | None = None) -> Mesh:
