@@ -17,6 +17,7 @@ def test_keeps_last_few_and_best(tmp_path):
     checkpointer = Checkpointer(str(tmp_path), keep=2)
     for step, accuracy in zip(range(1, 6), [0.1, 0.9, 0.2, None, 0.3]):
         checkpointer.save(step, _state(step), metrics=None if accuracy is None else {"accuracy": accuracy})
+    checkpointer.wait()
     assert sorted(checkpointer.all_steps()) == [2, 4, 5]
     assert checkpointer.best_step() == 2
     restored = checkpointer.restore(4, abstract_like(_state(0)))
@@ -25,7 +26,9 @@ def test_keeps_last_few_and_best(tmp_path):
 
 
 def test_load_teacher_reads_config_and_params(tmp_path):
-    Checkpointer(str(tmp_path)).save(7, _state(7))
+    checkpointer = Checkpointer(str(tmp_path))
+    checkpointer.save(7, _state(7))
+    checkpointer.close()  # saves are asynchronous: close (or wait) before another process reads them
     (tmp_path / "config.json").write_text(json.dumps({"model": "wrn-10-1", "num_classes": 10}))
     teacher = load_run(str(tmp_path), role="teacher")
     assert teacher.step == 7 and teacher.config["model"] == "wrn-10-1"
@@ -43,3 +46,13 @@ def test_load_teacher_errors(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CheckpointError, match="no checkpoints"):
         load_run(str(tmp_path), role="teacher")
+
+
+def test_saves_are_asynchronous_and_wait_completes_them(tmp_path):
+    checkpointer = Checkpointer(str(tmp_path))
+    assert checkpointer.manager._options.enable_async_checkpointing  # pylint: disable=protected-access
+    checkpointer.save(1, _state(1))
+    checkpointer.wait()
+    assert (tmp_path / "checkpoints" / "1").is_dir()
+    assert not Checkpointer(str(tmp_path), read_only=True).manager._options.enable_async_checkpointing  # pylint: disable=protected-access
+    checkpointer.close()

@@ -52,7 +52,8 @@ def check_devices(expected_local: str | int | None) -> None:
     """Logs this process's index, the process count and its local / global device counts; raises
     :class:`DeviceError` when it sees fewer local devices than ``expected_local`` (when given)."""
     local, total = jax.local_device_count(), jax.device_count()
-    logging.info("process %d of %d: %d local devices (%s), %d devices in all", jax.process_index(),
+    log = logging.info if jax.process_count() > 1 or total > 1 else logging.debug  # quiet on one CPU
+    log("process %d of %d: %d local devices (%s), %d devices in all", jax.process_index(),
                  jax.process_count(), local, jax.default_backend(), total)
     if expected_local in (None, ""):
         return
