@@ -2,11 +2,14 @@
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
-from trainer_utils import (TINY_CONFIG, checkpoint_steps, deterministic_records, metrics_records, run_cli,
+from trainer_utils import (REPO, TINY_CONFIG, checkpoint_steps, deterministic_records, metrics_records, run_cli,
                            start_cli, wait_for)
 
 ARGS = [f"--config={TINY_CONFIG}", "--config.num_train_steps=40", "--config.log_every_steps=2",
@@ -61,3 +64,44 @@ def test_sigkill_during_the_preemption_save_keeps_the_previous_checkpoint(refere
     result = run_cli([f"--workdir={workdir}", *ARGS])
     assert result.returncode == 0, result.stderr[-3000:]
     _assert_same_as(reference, workdir)
+
+
+def _two_processes(workdir, port):
+    processes = []
+    for process_id in range(2):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                   JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(process_id),
+                   XLA_FLAGS="--xla_force_host_platform_device_count=2")
+        processes.append(subprocess.Popen([sys.executable, "-m", "at_jax.train", f"--workdir={workdir}", *ARGS],
+                                          cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          text=True))
+    return processes
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_host_stops_every_host_at_the_same_step(reference, tmp_path):
+    """JAX's preemption service: the host that got SIGTERM tells the other; both save the same step."""
+    workdir = tmp_path / "run"
+    processes = _two_processes(workdir, _free_port())
+    wait_for(processes[0], lambda: os.path.exists(workdir / "metrics.jsonl") and len(metrics_records(workdir)) >= 2)
+    processes[0].send_signal(signal.SIGTERM)
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 143, stderr[-3000:]
+    saved = checkpoint_steps(workdir)
+    assert saved and saved[-1] < 40 and saved[-1] == metrics_records(workdir)[-1]["step"]
+    resumed = _two_processes(workdir, _free_port())
+    for process in resumed:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+    mine, theirs = deterministic_records(workdir), deterministic_records(reference)
+    assert [sorted(record) for record in mine] == [sorted(record) for record in theirs]
+    for key in ("train/total", "eval/loss"):  # 2 x 2 devices against 1: the same run up to summation order
+        values = [(a[key], b[key]) for a, b in zip(mine, theirs) if key in b]
+        assert values and all(a == pytest.approx(b, rel=1e-3) for a, b in values), key
