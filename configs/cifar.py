@@ -2,7 +2,10 @@
 
 SGD momentum 0.9 (no Nesterov), lr 0.1 x0.2 at epochs 60/120/160 of 200, weight decay 5e-4, batch 128,
 reflect-pad 4 + crop + flip, AT beta 1e3 (p=2, mean over channels, l2-normalised), KD T=4 alpha=0.9.
-Methods: none | at | kd | at+kd | factt.
+Methods: none | at | kd | at+kd | factt. The transfer weight decays linearly to 0 over training
+(``loss.beta_schedule = "linear"``, which scales the AT and F-ActT weights, not KD's) for F-ActT and for AT+KD: the
+AT paper decays beta for F-ActT and "in case of combining AT with KD we decay it during training"; it does not
+give the form of the decay, so the linear one is ours.
 """
 import ml_collections
 
@@ -49,5 +52,5 @@ def cifar_config(dataset: str, argument: str | None) -> ml_collections.ConfigDic
     config.loss.kd_alpha = 0.9 if "kd" in method.split("+") else 0.0
     config.loss.kd_temperature = 4.0
     config.loss.factt_beta = 1e3 if method == "factt" else 0.0
-    config.loss.beta_schedule = "linear" if method == "factt" else "constant"
+    config.loss.beta_schedule = "linear" if method in ("factt", "at+kd") else "constant"
     return config

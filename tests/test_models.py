@@ -135,9 +135,12 @@ def test_initialisers_follow_official_and_torchvision_code():
         ("resnet18", 1000, 64, 11_689_512, 0.0),  # torchvision
         ("resnet34", 1000, 64, 21_797_672, 0.0),
         ("resnet50", 1000, 64, 25_557_032, 0.0),
-        ("nin-wide", 10, 32, 0.97e6, 0.02),  # Lin et al. CIFAR NIN, "1M" in the AT paper
-        ("nin-thin", 10, 32, 0.2e6, 0.02),  # the AT paper's 0.2M NIN
-        ("nin-thin-nobn", 10, 32, 0.2e6, 0.02),
+        ("nin-wide", 10, 32, 1_005_642, 0.0),  # wide-residual-networks nin.lua, "1M" in the AT paper
+        ("nin-wide", 100, 32, 1_023_012, 0.0),
+        ("nin-thin", 10, 32, 200_138, 0.0),  # the AT paper's 0.2M NIN (widths chosen here)
+        ("nin-thin", 100, 32, 207_428, 0.0),
+        ("nin-thin-nobn", 10, 32, 199_434, 0.0),  # biases instead of BN
+        ("nin-wide-nobn", 10, 32, 1_004_042, 0.0),
     ],
 )
 def test_parameter_counts(name, num_classes, size, expected, tolerance):
@@ -151,8 +154,8 @@ def test_parameter_counts(name, num_classes, size, expected, tolerance):
     [
         ("wrn-10-1", {}, 32, [(32, 32, 16), (16, 16, 32), (8, 8, 64)]),
         ("wrn-16-2", {}, 32, [(32, 32, 32), (16, 16, 64), (8, 8, 128)]),
-        ("nin-thin", {}, 32, [(32, 32, 48), (16, 16, 80), (8, 8, 7)]),
-        ("nin-wide-nobn", {"relu_before_pool": False}, 32, [(32, 32, 96), (16, 16, 192), (8, 8, 7)]),
+        ("nin-thin", {}, 32, [(32, 32, 48), (16, 16, 80), (8, 8, 80)]),
+        ("nin-wide-nobn", {"relu_before_pool": False}, 32, [(32, 32, 96), (16, 16, 192), (8, 8, 192)]),
         ("resnet18", {}, 64, [(16, 16, 64), (8, 8, 128), (4, 4, 256), (2, 2, 512)]),
         ("resnet34", {"stem": "cifar"}, 32, [(32, 32, 64), (16, 16, 128), (8, 8, 256), (4, 4, 512)]),
         ("resnet50", {}, 64, [(16, 16, 256), (8, 8, 512), (4, 4, 1024), (2, 2, 2048)]),
@@ -177,6 +180,36 @@ def test_nin_batch_norm_switch():
     for model in (create("nin-thin-nobn", 10), create("nin-thin", 10, batch_norm=False)):
         collections, modules = variable_names(model)
         assert "batch_stats" not in collections and not any(m.endswith("_bn") for m in modules)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_nin_relu_before_pool_switch(batch_norm):
+    """relu_before_pool=False drops exactly the ReLU on each block's last conv (before the three pools); the
+    block outputs are then the raw conv (+ BN) outputs and take negative values."""
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 32, 32, 3)), jnp.float32)
+    with_relu = create("nin-thin", 10, batch_norm=batch_norm)
+    without = create("nin-thin", 10, batch_norm=batch_norm, relu_before_pool=False)
+    variables = numpy_variables(with_relu, x)
+    _, features = with_relu.apply(variables, x, train=False)
+    _, raw = without.apply(variables, x, train=False)
+    for feature, raw_feature in zip(features, raw):
+        assert float(jnp.min(feature)) >= 0.0 and float(jnp.min(raw_feature)) < 0.0
+    np.testing.assert_allclose(features[0], jnp.maximum(raw[0], 0.0), rtol=1e-6, atol=1e-6)
+
+
+def test_nin_follows_nin_lua():
+    """Kernel sizes 5/1/1, 5/1/1, 3/1/1, convs without bias under BN, Torch7 inits (MSR fan-out, BN U(0, 1))."""
+    model = create("nin-wide", 10)
+    params = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(jax.random.key(0))["params"]
+    sizes = [params[f"block{b}_{p}_conv"]["kernel"].shape[:2] for b in (1, 2, 3) for p in (1, 2, 3)]
+    assert sizes == [(5, 5), (1, 1), (1, 1), (5, 5), (1, 1), (1, 1), (3, 3), (1, 1), (1, 1)]
+    assert not any("bias" in params[f"block{b}_{p}_conv"] for b in (1, 2, 3) for p in (1, 2, 3))
+    kernel = np.asarray(params["block2_1_conv"]["kernel"])  # (5, 5, 96, 192): fan-out 25 * 192
+    assert abs(kernel.std() / np.sqrt(2.0 / (25 * 192)) - 1.0) < 0.05
+    scale = np.asarray(params["block2_1_bn"]["scale"])
+    assert scale.min() >= 0.0 and scale.max() <= 1.0 and 0.35 < scale.mean() < 0.65
+    assert params["classifier"]["kernel"].shape == (192, 10)
+    assert np.abs(params["classifier"]["kernel"]).max() <= 1 / np.sqrt(192)
 
 
 @pytest.mark.parametrize(

@@ -116,33 +116,22 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
 
 
-def _new_dropout_stream(key: jax.Array) -> jax.Array:
-    """(seed, count) as uint32[2]: a seed drawn from ``key`` and a forward-pass counter starting at 0."""
-    return jnp.concatenate([jax.random.bits(key, (1,), jnp.uint32), jnp.zeros((1,), jnp.uint32)])
-
-
 class DropoutKeys(nn.Module):
     """The dropout randomness of one forward pass: ``__call__(train) -> key`` (train) or ``None`` (inference).
 
-    When ``apply`` gets a ``'dropout'`` rng stream (``rngs={"dropout": key}``) the key comes from it. The
-    at_jax trainer passes no such stream, so otherwise the model carries its own: ``batch_stats/stream`` =
-    (seed, count) uint32, the seed drawn from the init key (so a run's dropout masks follow its seed), and
-    each train-mode forward uses ``fold_in(fold_in(key(0), seed), count)`` and increments ``count`` (when
-    ``batch_stats`` is mutable, as in a train step). Inference never reads or changes it.
+    The key is the ``'dropout'`` rng stream of ``apply`` (``rngs={"dropout": key}``), as for ``flax.linen``'s
+    own ``Dropout``; the at_jax train step passes ``fold_in(fold_in(run_key, step), 1)``, so the masks of a
+    run follow its seed and step, like its batches and augmentation. Inference needs no key.
     """
 
     @nn.compact
     def __call__(self, train: bool) -> jax.Array | None:
-        stream = self.variable("batch_stats", "stream", lambda: _new_dropout_stream(self.make_rng("params")))
         if not train:
             return None
-        if self.has_rng("dropout"):
-            return self.make_rng("dropout")
-        state = jnp.asarray(stream.value).astype(jnp.uint32)
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), state[0]), state[1])
-        if self.is_mutable_collection("batch_stats") and not self.is_initializing():
-            stream.value = state.at[1].add(jnp.uint32(1))
-        return key
+        if not self.has_rng("dropout"):
+            raise ValueError("train=True with dropout needs a 'dropout' rng: "
+                             "model.apply(variables, x, train=True, rngs={'dropout': key})")
+        return self.make_rng("dropout")
 
 
 def scale_gradient(x: jax.Array, factor: float) -> jax.Array:

@@ -79,10 +79,14 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
         progress = state["step"].astype(jnp.float32) / step_config.total_steps
         teacher = teacher_forward(teacher_model, teacher_variables, x.astype(step_config.teacher_dtype))
 
+        dropout_key = jax.random.fold_in(jax.random.fold_in(state["rng"], state["step"]), 1)
+
         def student_loss(model_params, inputs, targets):
-            """Cross-entropy of the student in train mode, with (logits, features, new batch stats)."""
+            """Cross-entropy of the student in train mode, with (logits, features, new batch stats); models
+            with dropout draw it from the step's key (the same masks for every pass of one step)."""
             (logits, features), updates = model.apply(
-                model_variables(model_params, state["batch_stats"]), inputs, train=True, mutable=["batch_stats"])
+                model_variables(model_params, state["batch_stats"]), inputs, train=True, mutable=["batch_stats"],
+                rngs={"dropout": dropout_key})
             return cross_entropy(logits, targets), (logits, features, updates.get("batch_stats", {}))
 
         def teacher_loss(variables, inputs, targets):

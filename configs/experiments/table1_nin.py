@@ -1,5 +1,10 @@
 """Table 1, row 1: NIN-wide (1M) teaches NIN-thin (0.2M) on CIFAR-10 (with batch norm; the official CIFAR
-recipe); none / AT / F-ActT / KD / AT+KD.
+recipe); none / AT / F-ActT / KD / AT+KD (AT+KD with the AT weight decayed, see _table1.py).
+
+The NIN is the AT authors' own (szagoruyko/wide-residual-networks models/nin.lua: BN, no dropout, a linear
+classifier after global pooling): nin-wide is that file's network (1,005,642 parameters), nin-thin the same
+structure with widths chosen here for the paper's 0.2M (200,138); see at_jax/models/nin.py. AT (and F-ActT)
+pair the outputs of the three mlpconv blocks (before each pool: 32x32, 16x16, 8x8), not the class scores.
 
 ``python -m at_jax.experiment --config=configs/experiments/table1_nin.py --workdir=DIR``
 """
