@@ -193,3 +193,19 @@ def test_user_term_with_the_session_teacher(teacher_dir, tmp_path):
 
 def test_register_term_is_public():
     assert at_jax.register_term is losses.register_term is at_jax.losses.register_term
+
+
+def test_an_experiment_method_can_turn_on_a_user_term():
+    from at_jax.experiments.plan import make_experiment_config, plan  # pylint: disable=import-outside-toplevel
+
+    losses.register_term("test_planned", lambda student, teacher, labels: jnp.mean(student.logits))
+    try:
+        config = make_experiment_config(tiny_config(), name="x", seeds=1,
+                                        methods={"none": {}, "test_planned": {"test_planned_beta": 0.5}})
+        runs = {run.name: run for run in plan(config, "/unused")}
+        assert runs["test_planned/seed_0"].config.loss.test_planned_beta == 0.5
+        assert runs["none/seed_0"].config.loss.test_planned_beta == 0.0
+        assert runs["teacher"].config.loss.test_planned_beta == 0.0
+        assert losses.method_name(runs["test_planned/seed_0"].config.loss) == "test_planned"
+    finally:
+        losses.terms._REGISTRY.pop("test_planned", None)  # pylint: disable=protected-access

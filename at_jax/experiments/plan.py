@@ -120,10 +120,10 @@ def apply_overrides(node: ml_collections.ConfigDict, overrides: Mapping, where: 
 
 
 def without_transfer_terms(loss_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Sets every registered term's weight in ``loss_config`` to 0 (in place; returned for chaining)."""
+    """Sets every registered term's weight in ``loss_config`` to 0 (in place; returned for chaining), adding
+    the keys of terms the config does not name yet (user terms), so that a method can turn them on."""
     for key in weight_keys():
-        if key in loss_config:
-            loss_config[key] = 0.0
+        loss_config[key] = 0.0
     return loss_config
 
 
