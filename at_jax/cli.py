@@ -50,10 +50,11 @@ def configure_logging() -> None:
     """Applies the default described in the module docstring unless ``--verbosity`` was given."""
     if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
         return
+    logging.use_absl_handler()  # also for entry points that parse their flags without absl (visualize)
     logging.set_verbosity(logging.INFO)
-    handler = logging.get_absl_handler()
-    if not any(isinstance(existing, _OwnInfoOnly) for existing in handler.filters):
-        handler.addFilter(_OwnInfoOnly())
+    for handler in python_logging.getLogger().handlers:
+        if not any(isinstance(existing, _OwnInfoOnly) for existing in handler.filters):
+            handler.addFilter(_OwnInfoOnly())
 
 
 @contextlib.contextmanager

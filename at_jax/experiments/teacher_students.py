@@ -13,7 +13,7 @@ from absl import logging
 
 from at_jax.experiments.plan import without_transfer_terms
 from at_jax.losses import method_name
-from at_jax.run_files import SUMMARY_FILE, as_path, read_json
+from at_jax.run_files import SUMMARY_FILE, absolute, as_path, read_json
 from at_jax.training import train_and_evaluate
 from at_jax.training.checkpoint import load_run
 from at_jax.training.multi_run import single_run
@@ -49,7 +49,7 @@ def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> di
     else:
         teacher_config = single_run(without_transfer(config))  # one teacher for all students
         teacher_config.model = config.teacher.model
-        teacher_dir = str(as_path(workdir) / "teacher")
+        teacher_dir = str(absolute(workdir) / "teacher")  # absolute: the students' config.json finds it from anywhere
         summaries["teacher"] = train_and_evaluate(teacher_config, teacher_dir)
     summaries["student"] = train_and_evaluate(without_transfer(config), str(as_path(workdir) / "student"))
     method = method_name(config.loss)
