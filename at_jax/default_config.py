@@ -61,6 +61,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.dataset.canvas_size = 24
     config.dataset.scale = 1
 
+    # Fine-tuning (at_jax/training/finetune.py): start from a finished run's weights, freeze parts.
+    config.init = ml_collections.ConfigDict()
+    config.init.workdir = ""             # a finished run (or imported torchvision model) of the same model
+    config.freeze = ml_collections.ConfigDict()
+    config.freeze.batch_norm = False     # BN in inference mode, scale/shift not trained
+    config.freeze.modules = ()           # top-level parameter modules (name prefixes) not trained
+
     config.teacher = ml_collections.ConfigDict()
     config.teacher.model = "wrn-10-2"
     config.teacher.workdir = ""          # a finished run's workdir (for a student run)

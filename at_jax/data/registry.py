@@ -4,7 +4,8 @@ Names:
   "digits"    the embedded default: cluttered scikit-learn digits on RGB canvases, offline;
   "cifar10"   CIFAR-10 from local files (python pickles, .npz or a prepared TFDS dir);
   "cifar100"  CIFAR-100 (fine labels), same sources;
-  "synthetic" random CIFAR-shaped images and labels, for tests and benchmarks.
+  "synthetic" random CIFAR-shaped images and labels, for tests and benchmarks;
+  "image_folder" ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` images, in memory.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Callable
 from at_jax.data.cifar import load_cifar
 from at_jax.data.dataset import Dataset, DatasetError
 from at_jax.data.digits import load_digits_dataset
+from at_jax.data.image_folder import load_image_folder
 from at_jax.data.synthetic import load_synthetic
 
 
@@ -32,6 +34,13 @@ def _generated(generate: Callable[..., Dataset]) -> Callable[..., Dataset]:
     return load
 
 
+def _from_files(load_files: Callable[..., Dataset]) -> Callable[..., Dataset]:
+    def load(data_dir: str | None, seed: int, **options: Any) -> Dataset:
+        return load_files(data_dir, seed, **options)
+    load.options = _keyword_options(load_files)
+    return load
+
+
 def _keyword_options(function: Callable[..., Any]) -> list[str]:
     return [p.name for p in inspect.signature(function).parameters.values()
             if p.kind == inspect.Parameter.KEYWORD_ONLY]
@@ -42,6 +51,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "cifar10": _cifar("cifar10"),
     "cifar100": _cifar("cifar100"),
     "synthetic": _generated(load_synthetic),
+    "image_folder": _from_files(load_image_folder),
 }
 
 

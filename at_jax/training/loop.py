@@ -28,6 +28,7 @@ from at_jax.errors import NonFiniteLossError, Preempted
 from at_jax.training import multi_run, sharding
 from at_jax.training.batches import job_batch_indices
 from at_jax.training.checkpoint import Checkpointer, abstract_like
+from at_jax.training.finetune import start_from
 from at_jax.training.metrics import MetricWriter, Progress, check_finite
 from at_jax.training.preemption import PreemptionWatch
 from at_jax.training.setup import Setup, set_up, total_steps
@@ -123,6 +124,8 @@ def resume_or_start(setup: Setup, job: multi_run.Job) -> "Training":
     loss_weights = multi_run.initial_loss_weights(job.specs)
     if loss_weights:
         state["loss_weights"] = sharding.replicate(loss_weights, setup.mesh)
+    if setup.pretrained is not None:
+        state = start_from(state, setup.pretrained)
     state = restore_runs(checkpointers, state, stopped)
     return Training(setup, job, state, checkpointers, stopped)
 

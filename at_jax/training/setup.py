@@ -22,6 +22,7 @@ from at_jax.training import multi_run, sharding
 from at_jax.training.batches import device_data
 from at_jax.training.compilation_cache import use_compilation_cache
 from at_jax.training.cpu_defaults import default_steps_per_call
+from at_jax.training.finetune import freeze_transform, load_pretrained
 from at_jax.training.optimizer import make_optimizer
 from at_jax.training.state import compute_dtype, create_train_state
 from at_jax.training.step import StepConfig, make_eval_step, make_multi_step, make_train_step
@@ -37,6 +38,7 @@ class Setup:
     objective: Objective
     model: Any
     teacher: Teacher | None
+    pretrained: dict | None       # init.workdir's variables (host arrays), training/finetune.py
     total_steps: int
     steps_per_epoch: int
     steps_per_call: int
@@ -126,11 +128,13 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     check_feature_pairs(objective, model, teacher, sample)
     try:
         transform, schedule = make_optimizer(config.optimizer, steps, config.batch_size)
+        transform = freeze_transform(transform, config.get("freeze", {}))
     except ValueError as error:
         raise ConfigError(str(error)) from None
     pad, flip = augmentation(config, dataset)
     step_config = StepConfig(total_steps=steps, pad=pad, flip=flip, mean=dataset.mean, std=dataset.std,
-                             compute_dtype=dtype, teacher_dtype=teacher_dtype)
+                             compute_dtype=dtype, teacher_dtype=teacher_dtype,
+                             student_train_mode=not config.get("freeze", {}).get("batch_norm", False))
     mode = config.get("parallel_mode", "auto")
     single_step = multi_run.job_train_step(
         make_train_step(model, teacher and teacher.model, objective, transform, schedule, step_config),
@@ -141,7 +145,9 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
                                            teacher_model=teacher and teacher.model,
                                            teacher_variables=teacher and teacher.variables)
     eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
+    init_workdir = config.get("init", {}).get("workdir", "")
     return Setup(config=config, dataset=dataset, mesh=mesh, objective=objective, model=model, teacher=teacher,
+                 pretrained=load_pretrained(init_workdir, config.model) if init_workdir else None,
                  total_steps=steps, steps_per_epoch=len(dataset.train_labels) // config.batch_size,
                  steps_per_call=int(config.get("steps_per_call", 0)) or default_steps_per_call(),
                  eval_chunk=eval_chunk, data=device_data(dataset, eval_chunk, mesh),

@@ -32,6 +32,7 @@ class StepConfig:
     std: tuple[float, ...]
     compute_dtype: Any = jnp.float32
     teacher_dtype: Any = jnp.float32
+    student_train_mode: bool = True   # False: batch norm frozen (inference mode), see training/finetune.py
 
 
 def model_variables(params: Any, batch_stats: Any) -> dict:
@@ -85,9 +86,9 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
             """Cross-entropy of the student in train mode, with (logits, features, new batch stats); models
             with dropout draw it from the step's key (the same masks for every pass of one step)."""
             (logits, features), updates = model.apply(
-                model_variables(model_params, state["batch_stats"]), inputs, train=True, mutable=["batch_stats"],
-                rngs={"dropout": dropout_key})
-            return cross_entropy(logits, targets), (logits, features, updates.get("batch_stats", {}))
+                model_variables(model_params, state["batch_stats"]), inputs, train=step_config.student_train_mode,
+                mutable=["batch_stats"], rngs={"dropout": dropout_key})
+            return cross_entropy(logits, targets), (logits, features, updates.get("batch_stats", state["batch_stats"]))
 
         def teacher_loss(variables, inputs, targets):
             return cross_entropy(teacher_model.apply(variables, inputs, train=False)[0], targets)

@@ -49,13 +49,17 @@ def read_state_dict(weights: str) -> Mapping[str, Any]:
 
 
 def import_resnet(arch: str, weights: str, workdir: str) -> dict:
-    """Writes the run; returns its summary (model, class count, parameter count)."""
+    """Reads ``weights`` and writes the run; returns its summary (model, class count, parameter count)."""
     check_writable(workdir)
     if (as_path(workdir) / CONFIG_FILE).exists():
         raise WorkdirError(f"workdir {workdir} already holds a run; import into a new directory")
-    state_dict = read_state_dict(weights)
+    return write_imported_run(arch, read_state_dict(weights), workdir, source=str(weights))
+
+
+def write_imported_run(arch: str, state_dict: Mapping[str, Any], workdir: str, source: str = "") -> dict:
+    """A finished run in ``workdir`` holding a torchvision ``state_dict`` (numpy arrays) of ``arch``."""
     fc = state_dict.get("fc.weight")
-    num_classes = int(fc.shape[0]) if fc is not None and fc.ndim == 2 else 1000
+    num_classes = int(fc.shape[0]) if fc is not None and np.ndim(fc) == 2 else 1000
     model = models.create(arch, num_classes)
     template = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))
     variables = variables_from_torchvision(state_dict, template)
@@ -67,7 +71,7 @@ def import_resnet(arch: str, weights: str, workdir: str) -> dict:
     checkpointer.close()
     record = {"model": arch, "model_kwargs": {}, "seed": 0,
               "dataset": {"name": "imagenet2012", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-              "imported_from": {"torchvision": arch, "weights": str(weights)}}
+              "imported_from": {"torchvision": arch, "weights": source}}
     save_config(workdir, record, num_classes)
     summary = {"model": arch, "num_classes": num_classes, "parameters": parameters, "step": 0, "accuracy": None,
                "imported": True}
