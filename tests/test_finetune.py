@@ -111,3 +111,21 @@ def test_teacher_finetune_then_at_student_with_exactly_the_frozen_parts_frozen(f
     for name, value in _flat(end.batch_stats).items():   # inference-mode batch norm: statistics untouched
         np.testing.assert_array_equal(value, _flat(start.batch_stats)[name], err_msg=name)
     assert Checkpointer(str(student_dir), read_only=True).latest_step() == 2
+
+
+def test_bounding_box_crop():
+    from at_jax.data.tfds_images import bbox_crop  # pylint: disable=import-outside-toplevel
+    image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
+    np.testing.assert_array_equal(bbox_crop(image, (0.2, 0.25, 0.6, 0.5)), image[2:6, 5:10])
+    np.testing.assert_array_equal(bbox_crop(image, (0.6, 0.5, 0.2, 0.25)), image[2:6, 5:10])   # corners swapped
+    assert bbox_crop(image, (0.5, 0.5, 0.5, 0.5)).shape == image.shape                          # empty box
+
+
+def test_cub_from_tfds_mock_data_through_the_finetune_config(imported, tmp_path, run_main):
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+        run_main(["--config=configs/finetune.py:dataset=cub", f"--workdir={tmp_path / 'cub'}",
+                  f"--config.init.workdir={imported / 'resnet18'}", *SMALL])
+    saved = json.load(open(tmp_path / "cub" / "config.json"))
+    assert saved["dataset"]["name"] == "caltech_birds2011" and saved["dataset"]["bbox_crop"] is True
+    assert saved["num_classes"] == 200 and load_run(str(tmp_path / "cub")).params["fc"]["kernel"].shape == (512, 200)

@@ -25,16 +25,23 @@ def _classes(split_dir) -> list[str]:
     return sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
 
 
+def resize_center_crop(image, image_size: int) -> np.ndarray:
+    """A PIL image as RGB uint8 (image_size, image_size, 3): shorter side resized to ``image_size`` (bilinear),
+    then the centre square."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    image = image.convert("RGB")
+    scale = image_size / min(image.size)
+    width, height = max(image_size, round(image.size[0] * scale)), max(image_size, round(image.size[1] * scale))
+    image = image.resize((width, height), Image.Resampling.BILINEAR)
+    left, top = (width - image_size) // 2, (height - image_size) // 2
+    return np.asarray(image.crop((left, top, left + image_size, top + image_size)), np.uint8)
+
+
 def _read(path, image_size: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
     try:
         with path.open("rb") as file, Image.open(file) as image:
-            image = image.convert("RGB")
-            scale = image_size / min(image.size)
-            width, height = max(image_size, round(image.size[0] * scale)), max(image_size, round(image.size[1] * scale))
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-            left, top = (width - image_size) // 2, (height - image_size) // 2
-            return np.asarray(image.crop((left, top, left + image_size, top + image_size)), np.uint8)
+            return resize_center_crop(image, image_size)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise DatasetError(f"cannot read image {path}: {str(error).splitlines()[0] if str(error) else 'damaged'}") from None
 

@@ -5,10 +5,12 @@ Names:
   "cifar10"   CIFAR-10 from local files (python pickles, .npz or a prepared TFDS dir);
   "cifar100"  CIFAR-100 (fine labels), same sources;
   "synthetic" random CIFAR-shaped images and labels, for tests and benchmarks;
-  "image_folder" ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` images, in memory.
+  "image_folder" ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` images, in memory;
+  "caltech_birds2011" CUB-200-2011 from a prepared TFDS data dir, cut to its bounding boxes, in memory.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -16,6 +18,7 @@ from at_jax.data.cifar import load_cifar
 from at_jax.data.dataset import Dataset, DatasetError
 from at_jax.data.digits import load_digits_dataset
 from at_jax.data.image_folder import load_image_folder
+from at_jax.data.tfds_images import load_tfds_images
 from at_jax.data.synthetic import load_synthetic
 
 
@@ -52,6 +55,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "cifar100": _cifar("cifar100"),
     "synthetic": _generated(load_synthetic),
     "image_folder": _from_files(load_image_folder),
+    "caltech_birds2011": _from_files(functools.partial(load_tfds_images, "caltech_birds2011")),
 }
 
 

@@ -1,0 +1,71 @@
+"""A prepared TFDS image-classification dataset held in memory, e.g. ``caltech_birds2011`` (CUB-200-2011).
+
+Read through ``tfds.data_source`` (array_record random access; no TensorFlow, nothing downloaded) from
+``dataset.data_dir`` (a TFDS data dir: ``tfds build caltech_birds2011 --data_dir DIR``). Each image is cut to
+its bounding box when the dataset has one and ``bbox_crop`` is on (CUB's, as the paper's fine-tuning did),
+then resized so that its shorter side is ``image_size`` and centre-cropped. Splits: ``train`` and ``test``.
+The streaming pipeline for datasets that do not fit in memory is issue #13's; this is the on-device path.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from at_jax.data.dataset import Dataset, DatasetError
+from at_jax.data.image_folder import IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS, resize_center_crop
+
+
+def bbox_crop(image: np.ndarray, bbox) -> np.ndarray:
+    """``image`` (H, W, C) cut to a TFDS box ``(ymin, xmin, ymax, xmax)`` in [0, 1] (corners in any order);
+    the whole image when the box is empty."""
+    height, width = image.shape[:2]
+    ymin, ymax = sorted(float(v) for v in (bbox[0], bbox[2]))
+    xmin, xmax = sorted(float(v) for v in (bbox[1], bbox[3]))
+    top, bottom = int(np.floor(ymin * height)), int(np.ceil(ymax * height))
+    left, right = int(np.floor(xmin * width)), int(np.ceil(xmax * width))
+    top, left, bottom, right = max(0, top), max(0, left), min(height, bottom), min(width, right)
+    if bottom - top < 1 or right - left < 1:
+        return image
+    return image[top:bottom, left:right]
+
+
+def _split(source, image_size: int, use_bbox: bool) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    images, labels = [], []
+    for index in range(len(source)):
+        example = source[index]
+        image = np.asarray(example["image"])
+        if use_bbox and "bbox" in example:
+            image = bbox_crop(image, np.asarray(example["bbox"]))
+        images.append(resize_center_crop(Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image),
+                                         image_size))
+        labels.append(int(example["label"]))
+    return np.stack(images), np.asarray(labels, np.int32)
+
+
+def load_tfds_images(name: str, data_dir: str | None, seed: int = 0, *, image_size: int = 224,
+                     normalization: str = "imagenet", bbox_crop: bool = True) -> Dataset:  # pylint: disable=W0621
+    """The train and test splits of TFDS dataset ``name`` (see the module docstring); ``seed`` is unused."""
+    del seed
+    if normalization not in NORMALIZATIONS or not isinstance(image_size, int) or image_size < 8:
+        raise DatasetError(f"{name}: normalization must be one of {NORMALIZATIONS} and image_size an integer >= 8")
+    try:
+        import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise DatasetError(f"{name} is read with tensorflow_datasets: pip install tensorflow-datasets") from None
+    try:
+        sources = {split: tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
+                   for split in ("train", "test")}
+        num_classes = sources["train"].dataset_info.features["label"].num_classes
+    except Exception as error:  # pylint: disable=broad-except  (tfds raises many types; one line)
+        raise DatasetError(f"cannot read the TFDS {name} in {data_dir or '~/tensorflow_datasets'} "
+                           f"(prepare it with `tfds build {name} --data_dir DIR`): "
+                           f"{' '.join(str(error).split())[:200]}") from None
+    train_images, train_labels = _split(sources["train"], image_size, bbox_crop)
+    test_images, test_labels = _split(sources["test"], image_size, bbox_crop)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if normalization == "dataset":
+        from at_jax.data.dataset import channel_mean_std  # pylint: disable=import-outside-toplevel
+        mean, std = channel_mean_std(train_images)
+    return Dataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
+                   test_labels=test_labels, num_classes=int(num_classes), mean=mean, std=std,
+                   pad=max(1, image_size // 8), flip=True)
