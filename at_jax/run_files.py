@@ -70,12 +70,17 @@ def save_png(figure: Any, out: PathLike, dpi: int) -> None:
         figure.savefig(file, dpi=dpi, format="png")
 
 
-def write_json(path: PathLike, record: Mapping, **dump_options: Any) -> None:
-    """Writes ``record`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
+def write_text(path: PathLike, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically (a temporary file, then a rename)."""
     target = as_path(path)
     temporary = target.parent / (target.name + ".tmp")
-    temporary.write_text(json.dumps(record, indent=2, **dump_options))
+    temporary.write_text(text)
     temporary.replace(target)
+
+
+def write_json(path: PathLike, record: Mapping, **dump_options: Any) -> None:
+    """Writes ``record`` as JSON to ``path`` atomically."""
+    write_text(path, json.dumps(record, indent=2, **dump_options))
 
 
 def read_json(path: PathLike) -> dict | None:

@@ -13,12 +13,17 @@ from __future__ import annotations
 import numpy as np
 
 from at_jax.data.dataset import Dataset, DatasetError, channel_mean_std
-from at_jax.run_files import as_path, check_reachable
+from at_jax.run_files import check_reachable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 NORMALIZATIONS = ("imagenet", "dataset")
+
+
+def normalization_stats(normalization: str, train_images: np.ndarray) -> tuple[tuple, tuple]:
+    """(mean, std): ImageNet's ("imagenet", what imported torchvision weights expect) or the data's ("dataset")."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else channel_mean_std(train_images)
 
 
 def _classes(split_dir) -> list[str]:
@@ -77,7 +82,7 @@ def load_image_folder(data_dir: str | None, seed: int = 0, *, image_size: int = 
                            f"{len(classes)}, val differs in {sorted(set(classes) ^ set(_classes(root / 'val')))[:3]}")
     train_images, train_labels = _split(root / "train", classes, image_size)
     test_images, test_labels = _split(root / "val", classes, image_size)
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else channel_mean_std(train_images)
+    mean, std = normalization_stats(normalization, train_images)
     return Dataset(name="image_folder", train_images=train_images, train_labels=train_labels,
                    test_images=test_images, test_labels=test_labels, num_classes=len(classes), mean=mean,
                    std=std, pad=max(1, image_size // 8), flip=True)

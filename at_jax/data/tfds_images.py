@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from at_jax.data.dataset import Dataset, DatasetError
-from at_jax.data.image_folder import IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS, resize_center_crop
+from at_jax.data.image_folder import NORMALIZATIONS, normalization_stats, resize_center_crop
 
 
 def bbox_crop(image: np.ndarray, bbox) -> np.ndarray:
@@ -62,10 +62,7 @@ def load_tfds_images(name: str, data_dir: str | None, seed: int = 0, *, image_si
                            f"{' '.join(str(error).split())[:200]}") from None
     train_images, train_labels = _split(sources["train"], image_size, bbox_crop)
     test_images, test_labels = _split(sources["test"], image_size, bbox_crop)
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if normalization == "dataset":
-        from at_jax.data.dataset import channel_mean_std  # pylint: disable=import-outside-toplevel
-        mean, std = channel_mean_std(train_images)
+    mean, std = normalization_stats(normalization, train_images)
     return Dataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
                    test_labels=test_labels, num_classes=int(num_classes), mean=mean, std=std,
                    pad=max(1, image_size // 8), flip=True)

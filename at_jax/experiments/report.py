@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from at_jax.losses import method_label
-from at_jax.run_files import as_path
+from at_jax.run_files import as_path, write_text
 
 DASH = "–"
 
@@ -162,7 +162,4 @@ def write_results(workdir: str, results: Mapping) -> None:
     """Writes ``results.json`` and ``results.md`` into ``workdir`` (atomically)."""
     for filename, text in (("results.json", json.dumps(results, indent=2) + "\n"),
                            ("results.md", format_markdown(results))):
-        path = as_path(workdir) / filename
-        temporary = path.parent / (filename + ".tmp")
-        temporary.write_text(text)
-        temporary.replace(path)
+        write_text(as_path(workdir) / filename, text)

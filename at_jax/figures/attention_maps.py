@@ -124,13 +124,9 @@ def attention_figure(student: TrainedRun, teacher: TrainedRun | None, out: str, 
         axis.set_yticks([])
     figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.45 / (len(images) * CELL_INCHES),
                            wspace=0.05, hspace=0.35)
-    _save(figure, out, dpi)
+    save_png(figure, out, dpi)
     plt.close(figure)
     return height, width
-
-
-def _save(figure: Any, out: str, dpi: int) -> None:
-    save_png(figure, out, dpi)
 
 
 def default_teacher_workdir(student: TrainedRun) -> str | None:

@@ -21,7 +21,7 @@ from at_jax.attention import LOSS_FORMS, NORMALIZATIONS, REDUCTIONS, RESIZE_METH
 from at_jax.errors import ConfigError
 from at_jax.losses.functions import BETA_SCHEDULES, beta_factor, cross_entropy
 from at_jax.losses.terms import (LossTerm, ModelOutputs, TermInputs, active_terms, feature_pairs,
-                                 registered_terms)
+                                 pair_features, registered_terms)
 
 
 def _number(name: str, value: Any, *, positive: bool = False) -> float:
@@ -125,9 +125,8 @@ class Objective:
         """Trainable parameters of the terms that have some (F-ActT's adapters); ``{}`` when none."""
         for term, _ in self.terms:
             if term.init_params is not None:
-                pairs = self.pairs(len(student_features), len(teacher_features))
-                return term.init_params(rng, [student_features[i] for i, _ in pairs],
-                                        [teacher_features[j] for _, j in pairs])
+                return term.init_params(rng, *pair_features(self.option("at_pairs"), student_features,
+                                                            teacher_features))
         return {}
 
     def _option_reader(self, weights: Mapping[str, Any]) -> Callable[[str], Any]:

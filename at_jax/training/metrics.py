@@ -15,7 +15,7 @@ from absl import logging
 
 from at_jax.errors import NonFiniteLossError
 
-from at_jax.run_files import METRICS_FILE, as_path, is_remote, read_metrics
+from at_jax.run_files import METRICS_FILE, as_path, is_remote, read_metrics, write_text
 
 
 
@@ -49,7 +49,7 @@ class MetricWriter:
         self.path = as_path(workdir) / METRICS_FILE
         self.enabled = enabled
         self._append = not is_remote(workdir)
-        self._records: list[dict] = []
+        self._records: list[dict] = []    # the file's lines, kept to rewrite it (object stores) on each write
         self._summary_writer = None
         if not enabled:
             return
@@ -62,9 +62,7 @@ class MetricWriter:
                                                  purge_step=resume_step + 1 if resume_step else None)
 
     def _rewrite(self) -> None:
-        temporary = self.path.parent / (self.path.name + ".tmp")
-        temporary.write_text("".join(json.dumps(record) + "\n" for record in self._records))
-        temporary.replace(self.path)
+        write_text(self.path, "".join(json.dumps(record) + "\n" for record in self._records))
 
     def write(self, step: int, scalars: Mapping[str, float], **extra) -> dict:
         record = {"step": int(step)}
@@ -72,11 +70,11 @@ class MetricWriter:
         record.update({name: _to_python(value) for name, value in extra.items()})
         if not self.enabled:
             return record
-        self._records.append(record)
         if self._append:
             with self.path.open("a") as file:
                 file.write(json.dumps(record) + "\n")
         else:
+            self._records.append(record)
             self._rewrite()
         if self._summary_writer is not None:
             for name, value in record.items():

@@ -50,12 +50,11 @@ def teacher_forward(teacher_model: nn.Module | None, teacher_variables: Any, x: 
     return ModelOutputs(jax.lax.stop_gradient(logits), jax.lax.stop_gradient(tuple(features)))
 
 
-def train_batch(state: State, data: dict, indices: jax.Array, step_config: StepConfig):
-    """The step's augmented, normalised inputs and labels."""
-    augment_key = jax.random.fold_in(state["rng"], state["step"])
+def train_batch(step_key: jax.Array, data: dict, indices: jax.Array, step_config: StepConfig):
+    """The step's augmented (with ``step_key``), normalised inputs and labels."""
     images = jnp.take(data["train_images"], indices, axis=0)
     labels = jnp.take(data["train_labels"], indices, axis=0)
-    images = augment_batch(augment_key, images, pad=step_config.pad, flip=step_config.flip)
+    images = augment_batch(step_key, images, pad=step_config.pad, flip=step_config.flip)
     x = normalize(images, jnp.asarray(step_config.mean), jnp.asarray(step_config.std), step_config.compute_dtype)
     return x, labels
 
@@ -76,11 +75,12 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
     """
 
     def step(state: State, teacher_variables: Any, data: dict, indices: jax.Array):
-        x, labels = train_batch(state, data, indices, step_config)
+        step_key = jax.random.fold_in(state["rng"], state["step"])  # augmentation; dropout from fold_in(., 1)
+        x, labels = train_batch(step_key, data, indices, step_config)
         progress = state["step"].astype(jnp.float32) / step_config.total_steps
         teacher = teacher_forward(teacher_model, teacher_variables, x.astype(step_config.teacher_dtype))
 
-        dropout_key = jax.random.fold_in(jax.random.fold_in(state["rng"], state["step"]), 1)
+        dropout_key = jax.random.fold_in(step_key, 1)
 
         def student_loss(model_params, inputs, targets):
             """Cross-entropy of the student in train mode, with (logits, features, new batch stats); models
