@@ -24,6 +24,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 STOPPED_FILE = "stopped.json"
+INPUT_STATE_DIR = "input_state"   # the streamed input pipeline's state at each checkpoint step
 
 PathLike = Union[str, os.PathLike]
 

@@ -11,7 +11,7 @@ from at_jax.training.checkpoint import CheckpointError, Checkpointer
 from at_jax.errors import NonFiniteLossError
 from at_jax.errors import ConfigError, UserError
 from at_jax.training import train_and_evaluate
-from at_jax.training.batches import batch_indices
+from at_jax.data.batch_order import batch_indices
 from at_jax.errors import WorkdirError
 from trainer_utils import (TINY_CONFIG, deterministic_records, metrics_records, run_cli, tiny_config,
                            tree_digest)

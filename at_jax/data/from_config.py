@@ -1,20 +1,59 @@
-"""The one place a dataset config (``config.dataset``: name, data_dir, seed, generator options) becomes data."""
+"""The one place a dataset config (``config.dataset``) becomes data, and where the input path is chosen.
+
+``dataset.pipeline``: "device" holds the decoded dataset in memory and on every device (small sets: digits,
+CIFAR, fine-tuning sets at small sizes); "stream" reads, decodes and augments batches on the host with grain
+(:mod:`at_jax.data.streaming`; image folders, ImageNet, CUB); "auto" (the default) streams a dataset that
+has a streaming source when its decoded train + eval images would exceed ``DEVICE_DATA_LIMIT_BYTES``.
+"""
 from __future__ import annotations
 
 import os
 from typing import Any, Mapping
 
-from at_jax.data.dataset import Dataset
+from at_jax.data.dataset import Dataset, DatasetError
 from at_jax.data.registry import load_dataset
+from at_jax.data.stream_sources import STREAMING_DATASETS, StreamingDataset, open_streaming
 
 #: Keys of ``config.dataset`` that are not options of the dataset's loader.
-COMMON_KEYS = ("name", "data_dir", "seed")
+COMMON_KEYS = ("name", "data_dir", "seed", "pipeline", "workers")
+PIPELINES = ("auto", "device", "stream")
+#: "auto" streams datasets whose decoded images (uint8, train + eval) exceed this; below it they live on device.
+DEVICE_DATA_LIMIT_BYTES = 2 * 1024 ** 3
+
+
+def _options(dataset_config: Mapping[str, Any]) -> dict:
+    return {key: value for key, value in dict(dataset_config).items() if key not in COMMON_KEYS}
+
+
+def _data_dir(dataset_config: Mapping[str, Any]) -> str | None:
+    data_dir = dataset_config.get("data_dir") or None
+    return os.path.expanduser(data_dir) if data_dir else None
 
 
 def dataset_from_config(dataset_config: Mapping[str, Any]) -> Dataset:
-    """Loads the dataset a ``config.dataset`` (ConfigDict or a saved run's dict) describes; further keys
-    are options of the named dataset's generator (e.g. the digits canvas)."""
-    options = {key: value for key, value in dict(dataset_config).items() if key not in COMMON_KEYS}
-    data_dir = dataset_config.get("data_dir") or None
-    return load_dataset(dataset_config["name"], os.path.expanduser(data_dir) if data_dir else None,
-                        seed=dataset_config.get("seed", 0), **options)
+    """Loads the dataset a ``config.dataset`` (ConfigDict or a saved run's dict) describes into memory; further
+    keys are options of the named dataset's generator (e.g. the digits canvas)."""
+    return load_dataset(dataset_config["name"], _data_dir(dataset_config), seed=dataset_config.get("seed", 0),
+                        **_options(dataset_config))
+
+
+def streaming_from_config(dataset_config: Mapping[str, Any]) -> StreamingDataset:
+    """The streaming sources of the dataset a ``config.dataset`` describes (nothing decoded yet)."""
+    return open_streaming(dataset_config["name"], _data_dir(dataset_config), **_options(dataset_config))
+
+
+def input_data(dataset_config: Mapping[str, Any]) -> tuple[str, Dataset | StreamingDataset]:
+    """("device", the dataset in memory) or ("stream", its streaming sources), as ``dataset.pipeline`` says."""
+    choice, name = dataset_config.get("pipeline", "auto"), dataset_config["name"]
+    if choice not in PIPELINES:
+        raise DatasetError(f"dataset.pipeline must be one of {', '.join(PIPELINES)}, got {choice!r}")
+    if choice == "stream" and name not in STREAMING_DATASETS:
+        raise DatasetError(f"dataset {name!r} has no streaming source (those that do: "
+                           f"{', '.join(STREAMING_DATASETS)}); use dataset.pipeline=device")
+    if choice == "device" or name not in STREAMING_DATASETS:
+        return "device", dataset_from_config(dataset_config)
+    streaming = streaming_from_config(dataset_config)
+    decoded_bytes = (streaming.num_train + streaming.num_eval) * 3 * streaming.image_size ** 2
+    if choice == "auto" and decoded_bytes <= DEVICE_DATA_LIMIT_BYTES:
+        return "device", dataset_from_config(dataset_config)
+    return "stream", streaming

@@ -30,6 +30,35 @@ def _classes(split_dir) -> list[str]:
     return sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
 
 
+def folder_classes(data_dir: str | None):
+    """(root path, class names) of an image folder, checked: train/ and val/ exist, >= 2 classes, the same in
+    both."""
+    if not data_dir:
+        raise DatasetError("an image folder needs dataset.data_dir (a folder with train/<class>/ and val/<class>/)")
+    root = check_reachable(data_dir, role="dataset.data_dir")
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise DatasetError(f"{data_dir} has no {split}/ folder (expected {data_dir}/{split}/<class>/<image>)")
+    classes = _classes(root / "train")
+    if len(classes) < 2 or _classes(root / "val") != classes:
+        raise DatasetError(f"{data_dir}: train/ needs >= 2 class folders and val/ the same ones; train has "
+                           f"{len(classes)}, val differs in {sorted(set(classes) ^ set(_classes(root / 'val')))[:3]}")
+    return root, classes
+
+
+def list_split(split_dir, classes: list[str]) -> tuple[list, np.ndarray]:
+    """The image files of ``split_dir/<class>/`` (sorted within each class, classes in order) and their labels;
+    an empty class folder is an error."""
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        class_files = sorted(p for p in (split_dir / name).iterdir() if p.name.lower().endswith(EXTENSIONS))
+        if not class_files:
+            raise DatasetError(f"class folder {split_dir / name} holds no images ({', '.join(EXTENSIONS)})")
+        files += class_files
+        labels += [label] * len(class_files)
+    return files, np.asarray(labels, np.int32)
+
+
 def resize_center_crop(image, image_size: int) -> np.ndarray:
     """A PIL image as RGB uint8 (image_size, image_size, 3): shorter side resized to ``image_size`` (bilinear),
     then the centre square."""
@@ -52,34 +81,19 @@ def _read(path, image_size: int) -> np.ndarray:
 
 
 def _split(split_dir, classes: list[str], image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(p for p in (split_dir / name).iterdir() if p.name.lower().endswith(EXTENSIONS))
-        if not files:
-            raise DatasetError(f"class folder {split_dir / name} holds no images ({', '.join(EXTENSIONS)})")
-        images += [_read(path, image_size) for path in files]
-        labels += [label] * len(files)
-    return np.stack(images), np.asarray(labels, np.int32)
+    files, labels = list_split(split_dir, classes)
+    return np.stack([_read(path, image_size) for path in files]), labels
 
 
 def load_image_folder(data_dir: str | None, seed: int = 0, *, image_size: int = 224,
                       normalization: str = "imagenet") -> Dataset:
     """The train and val splits of ``data_dir`` (see the module docstring); ``seed`` is unused."""
     del seed
-    if not data_dir:
-        raise DatasetError("dataset image_folder needs dataset.data_dir (a folder with train/<class>/ and val/<class>/)")
     if normalization not in NORMALIZATIONS:
         raise DatasetError(f"image_folder normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     if not isinstance(image_size, int) or image_size < 8:
         raise DatasetError(f"image_folder image_size must be an integer >= 8, got {image_size!r}")
-    root = check_reachable(data_dir, role="dataset.data_dir")
-    for split in ("train", "val"):
-        if not (root / split).is_dir():
-            raise DatasetError(f"{data_dir} has no {split}/ folder (expected {data_dir}/{split}/<class>/<image>)")
-    classes = _classes(root / "train")
-    if len(classes) < 2 or _classes(root / "val") != classes:
-        raise DatasetError(f"{data_dir}: train/ needs >= 2 class folders and val/ the same ones; train has "
-                           f"{len(classes)}, val differs in {sorted(set(classes) ^ set(_classes(root / 'val')))[:3]}")
+    root, classes = folder_classes(data_dir)
     train_images, train_labels = _split(root / "train", classes, image_size)
     test_images, test_labels = _split(root / "val", classes, image_size)
     mean, std = normalization_stats(normalization, train_images)

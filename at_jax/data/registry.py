@@ -6,7 +6,9 @@ Names:
   "cifar100"  CIFAR-100 (fine labels), same sources;
   "synthetic" random CIFAR-shaped images and labels, for tests and benchmarks;
   "image_folder" ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` images, in memory;
-  "caltech_birds2011" CUB-200-2011 from a prepared TFDS data dir, cut to its bounding boxes, in memory.
+  "caltech_birds2011" CUB-200-2011 from a prepared TFDS data dir, cut to its bounding boxes, in memory;
+  "imagenet"  ``data_dir`` an image folder or a TFDS data dir with ``imagenet2012``, in memory.
+The last three also stream (:mod:`at_jax.data.stream_sources`); sets too large for memory stream only.
 """
 from __future__ import annotations
 
@@ -18,8 +20,19 @@ from at_jax.data.cifar import load_cifar
 from at_jax.data.dataset import Dataset, DatasetError
 from at_jax.data.digits import load_digits_dataset
 from at_jax.data.image_folder import load_image_folder
+from at_jax.data.stream_sources import is_image_folder
 from at_jax.data.tfds_images import load_tfds_images
 from at_jax.data.synthetic import load_synthetic
+
+
+def load_imagenet(data_dir: str | None, seed: int = 0, *, image_size: int = 224, normalization: str = "imagenet",
+                  bbox_crop: bool = True) -> Dataset:  # pylint: disable=redefined-outer-name
+    """ImageNet in memory (small stand-ins and subsets): an image folder, else TFDS ``imagenet2012``."""
+    del bbox_crop  # ImageNet's boxes are not used
+    if is_image_folder(data_dir):
+        return load_image_folder(data_dir, seed, image_size=image_size, normalization=normalization)
+    return load_tfds_images("imagenet", data_dir, seed, image_size=image_size, normalization=normalization,
+                            bbox_crop=False)
 
 
 def _cifar(name: str) -> Callable[..., Dataset]:
@@ -56,6 +69,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "synthetic": _generated(load_synthetic),
     "image_folder": _from_files(load_image_folder),
     "caltech_birds2011": _from_files(functools.partial(load_tfds_images, "caltech_birds2011")),
+    "imagenet": _from_files(load_imagenet),
 }
 
 

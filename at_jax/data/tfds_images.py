@@ -42,27 +42,39 @@ def _split(source, image_size: int, use_bbox: bool) -> tuple[np.ndarray, np.ndar
     return np.stack(images), np.asarray(labels, np.int32)
 
 
+#: at_jax name -> (TFDS name, train split, eval split) of the image-classification sets read from TFDS.
+TFDS_SPLITS = {"imagenet": ("imagenet2012", "train", "validation"),
+               "caltech_birds2011": ("caltech_birds2011", "train", "test")}
+
+
 def load_tfds_images(name: str, data_dir: str | None, seed: int = 0, *, image_size: int = 224,
                      normalization: str = "imagenet", bbox_crop: bool = True) -> Dataset:  # pylint: disable=W0621
-    """The train and test splits of TFDS dataset ``name`` (see the module docstring); ``seed`` is unused."""
+    """The train and eval splits of dataset ``name`` (a key of ``TFDS_SPLITS``); ``seed`` is unused."""
     del seed
     if normalization not in NORMALIZATIONS or not isinstance(image_size, int) or image_size < 8:
         raise DatasetError(f"{name}: normalization must be one of {NORMALIZATIONS} and image_size an integer >= 8")
+    tfds_name, train_split, eval_split = TFDS_SPLITS[name]
+    sources, num_classes = open_tfds(tfds_name, data_dir, (train_split, eval_split))
+    train_images, train_labels = _split(sources[train_split], image_size, bbox_crop)
+    test_images, test_labels = _split(sources[eval_split], image_size, bbox_crop)
+    mean, std = normalization_stats(normalization, train_images)
+    return Dataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
+                   test_labels=test_labels, num_classes=num_classes, mean=mean, std=std,
+                   pad=max(1, image_size // 8), flip=True)
+
+
+def open_tfds(name: str, data_dir: str | None, splits: tuple[str, ...]) -> tuple[dict, int]:
+    """``{split: tfds.data_source}`` of a prepared TFDS dataset and its class count; one-line errors."""
     try:
         import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     except ImportError:
         raise DatasetError(f"{name} is read with tensorflow_datasets: pip install tensorflow-datasets") from None
     try:
         sources = {split: tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
-                   for split in ("train", "test")}
-        num_classes = sources["train"].dataset_info.features["label"].num_classes
+                   for split in splits}
+        num_classes = sources[splits[0]].dataset_info.features["label"].num_classes
     except Exception as error:  # pylint: disable=broad-except  (tfds raises many types; one line)
         raise DatasetError(f"cannot read the TFDS {name} in {data_dir or '~/tensorflow_datasets'} "
                            f"(prepare it with `tfds build {name} --data_dir DIR`): "
                            f"{' '.join(str(error).split())[:200]}") from None
-    train_images, train_labels = _split(sources["train"], image_size, bbox_crop)
-    test_images, test_labels = _split(sources["test"], image_size, bbox_crop)
-    mean, std = normalization_stats(normalization, train_images)
-    return Dataset(name=name, train_images=train_images, train_labels=train_labels, test_images=test_images,
-                   test_labels=test_labels, num_classes=int(num_classes), mean=mean, std=std,
-                   pad=max(1, image_size // 8), flip=True)
+    return sources, int(num_classes)

@@ -1,6 +1,8 @@
 """Checkpoints with orbax: save every N steps, keep the last few and the best, auto-resume, finished runs.
 
 A checkpoint holds the whole train state pytree ``{"step", "params", "batch_stats", "opt_state", "rng"}``.
+A run whose batches are streamed also saves its input pipeline's state at each checkpoint step, one JSON file
+per process in ``WORKDIR/input_state/`` (written before the checkpoint, pruned with it).
 orbax writes each step to a temporary directory and renames it when complete, so a run killed at any moment
 (even during a save) leaves only whole checkpoints behind; re-running the same command restores the newest.
 Workdirs may be local paths or URLs (:mod:`at_jax.run_files`).
@@ -15,7 +17,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from at_jax.errors import CheckpointError
-from at_jax.run_files import CONFIG_FILE, absolute, as_path, check_reachable, read_json
+from at_jax.run_files import CONFIG_FILE, INPUT_STATE_DIR, absolute, as_path, check_reachable, read_json, write_json
 
 BEST_METRIC = "accuracy"
 
@@ -41,6 +43,7 @@ class Checkpointer:
             save_interval_steps=0 if read_only else 1,
             enable_async_checkpointing=not read_only, cleanup_tmp_directories=not read_only)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.input_directory = absolute(workdir) / INPUT_STATE_DIR
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -51,8 +54,26 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
-    def save(self, step: int, state: Any, metrics: dict | None = None) -> None:
+    def save(self, step: int, state: Any, metrics: dict | None = None, input_state: dict | None = None) -> None:
+        """Saves ``state`` at ``step`` (asynchronously) and, when given, this process's ``input_state``."""
+        if input_state is not None:
+            write_json(self._input_file(step), input_state)
         self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+        if input_state is not None:
+            self._prune_input_states(keep=set(self.all_steps()) | {step})
+
+    def input_state(self, step: int) -> dict | None:
+        """This process's input-pipeline state saved with ``step``, or None."""
+        return read_json(self._input_file(step))
+
+    def _input_file(self, step: int):
+        return self.input_directory / f"step_{step}.process_{jax.process_index()}.json"
+
+    def _prune_input_states(self, keep: set[int]) -> None:
+        suffix = f".process_{jax.process_index()}.json"
+        for path in self.input_directory.glob(f"step_*{suffix}"):
+            if int(path.name[len("step_"):-len(suffix)]) not in keep:
+                path.unlink(missing_ok=True)
 
     def wait(self) -> None:
         """Blocks until the save in flight (if any) is on disk."""

@@ -26,7 +26,6 @@ from absl import logging
 from at_jax.data import dataset_from_config
 from at_jax.errors import NonFiniteLossError, Preempted
 from at_jax.training import multi_run, sharding
-from at_jax.training.batches import job_batch_indices
 from at_jax.training.checkpoint import Checkpointer, abstract_like
 from at_jax.training.finetune import start_from
 from at_jax.training.metrics import MetricWriter, Progress, check_finite
@@ -83,7 +82,7 @@ def write_configs(job: multi_run.Job, setup: Setup) -> None:
     records = [(job.workdir, job.job_record)] if job.job_record is not None else []
     for directory, record in records + list(zip(job.run_dirs, job.run_records)):
         as_path(directory).mkdir(parents=True, exist_ok=True)
-        save_config(directory, record, setup.dataset.num_classes, len(setup.dataset.train_labels))
+        save_config(directory, record, setup.inputs.num_classes, setup.inputs.num_train)
 
 
 def restore_runs(checkpointers: list[Checkpointer], state, stopped: dict[int, str]):
@@ -127,6 +126,8 @@ def resume_or_start(setup: Setup, job: multi_run.Job) -> "Training":
     if setup.pretrained is not None:
         state = start_from(state, setup.pretrained)
     state = restore_runs(checkpointers, state, stopped)
+    step = int(np.asarray(jax.device_get(state["step"])).reshape(-1)[min(set(range(job.size)) - set(stopped))])
+    setup.inputs.start(list(job.seeds), step, [checkpointer.input_state(step) for checkpointer in checkpointers])
     return Training(setup, job, state, checkpointers, stopped)
 
 
@@ -171,9 +172,8 @@ class Training:
                                  enabled=self.is_chief and self.config.get("progress", True))
         self.last_eval: list[dict] = [{} for _ in job.run_dirs]
         self.preemption, self.calls, self.stop_at = PreemptionWatch(), 0, None
-        batch_shape = (job.size, self.config.batch_size)
         shapes = jax.eval_shape(setup.single_step, state, setup.teacher_variables, setup.data,
-                                jax.ShapeDtypeStruct(batch_shape, jnp.int32))[1]
+                                setup.inputs.train_spec(job.size))[1]
         self._zero_sums = lambda: jax.device_put(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
                                                  sharding.replicated(setup.mesh))
         self._reset_sums()
@@ -212,11 +212,9 @@ class Training:
     def advance(self, count: int) -> None:
         """``count`` train steps in one compiled call."""
         setup = self.setup
-        indices = job_batch_indices(self.job.seeds, self.step, count, len(setup.dataset.train_labels),
-                                    self.config.batch_size, sharding.process_batch_slice(self.config.batch_size))
-        self.state, self.metric_sums = setup.train_steps(
-            self.state, self.metric_sums, setup.teacher_variables, setup.data,
-            sharding.host_local_to_global(indices, setup.mesh, batch_axis=indices.ndim - 1))
+        inputs = setup.inputs.train_inputs(list(self.job.seeds), self.step, count)
+        self.state, self.metric_sums = setup.train_steps(self.state, self.metric_sums, setup.teacher_variables,
+                                                         setup.data, inputs)
         self.step += count
         self.steps_since_flush += count
         self.calls += 1
@@ -255,9 +253,8 @@ class Training:
     def evaluate(self) -> list[dict]:
         """Test-set metrics of every run of the job."""
         setup, totals = self.setup, None
-        for start in range(0, setup.data["test_labels"].shape[0], setup.eval_chunk):
-            sums = setup.eval_step(self.state["params"]["model"], self.state["batch_stats"], setup.data,
-                                   np.int32(start), setup.eval_chunk)
+        for batch in setup.inputs.eval_batches():
+            sums = setup.eval_step(self.state["params"]["model"], self.state["batch_stats"], batch)
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
         totals = jax.device_get(totals)
         results = []
@@ -281,9 +278,11 @@ class Training:
     def save(self, with_metric: bool) -> None:
         for index in self.active:
             metrics = {"accuracy": self.last_eval[index]["eval/accuracy"]} if with_metric else None
-            self.checkpointers[index].save(self.step, multi_run.unstack(self.state, index), metrics=metrics)
+            self.checkpointers[index].save(self.step, multi_run.unstack(self.state, index), metrics=metrics,
+                                           input_state=self.setup.inputs.iterator_state(index))
 
     def close(self) -> None:
+        self.setup.inputs.close()
         self.preemption.close()
         self.progress.close()
         for closable in self.writers + self.checkpointers:

@@ -148,8 +148,8 @@ def unstack(tree: Any, index: int) -> Any:
 
 
 def vmap_train_step(step: Callable) -> Callable:
-    """``step(state, teacher_variables, data, indices)`` over stacked states and per-run indices [S, B];
-    the teacher and the data are shared by all runs."""
+    """``step(state, teacher_variables, data, inputs)`` over stacked states and per-run inputs (indices [S, B]
+    or streamed batches with a leading run axis); the teacher and the data are shared by all runs."""
     return jax.vmap(step, in_axes=(0, None, None, 0))
 
 
@@ -159,7 +159,7 @@ def unrolled_train_step(step: Callable, runs: int) -> Callable:
     compile time)."""
 
     def unrolled(state, teacher_variables, data, indices):
-        outputs = [step(unstack(state, index), teacher_variables, data, indices[index]) for index in range(runs)]
+        outputs = [step(unstack(state, index), teacher_variables, data, unstack(indices, index)) for index in range(runs)]
         return stack([output[0] for output in outputs]), stack([output[1] for output in outputs])
 
     return unrolled
@@ -185,13 +185,12 @@ def job_train_step(step: Callable, runs: int, mode: str) -> Callable:
 
 
 def job_eval_step(eval_step: Callable, runs: int, mode: str) -> Callable:
-    """``eval_step(params, batch_stats, data, start, chunk_size)`` over stacked params and batch stats
-    (same signature; ``chunk_size`` stays a static Python int), vmapped or unrolled as
-    :func:`job_train_step`."""
+    """``eval_step(params, batch_stats, batch)`` over stacked params and batch stats (the batch shared by the
+    runs), vmapped or unrolled as :func:`job_train_step`."""
     mode = resolve_mode(mode, runs)
 
-    def job(params, batch_stats, data, start, chunk_size):
-        run_eval = lambda run_params, run_stats: eval_step(run_params, run_stats, data, start, chunk_size)
+    def job(params, batch_stats, batch):
+        run_eval = lambda run_params, run_stats: eval_step(run_params, run_stats, batch)
         if mode == "vmap":
             return jax.vmap(run_eval)(params, batch_stats)
         return stack([run_eval(unstack(params, index), unstack(batch_stats, index)) for index in range(runs)])

@@ -15,14 +15,16 @@ import jax.numpy as jnp
 import ml_collections
 
 from at_jax import models
-from at_jax.data import Dataset, dataset_from_config
+from at_jax.data import Dataset
+from at_jax.data.from_config import input_data
+from at_jax.data.streaming import default_workers
 from at_jax.errors import ConfigError
 from at_jax.losses import Objective, build_objective
 from at_jax.training import multi_run, sharding
-from at_jax.training.batches import device_data
 from at_jax.training.compilation_cache import use_compilation_cache
 from at_jax.training.cpu_defaults import default_steps_per_call
 from at_jax.training.finetune import freeze_transform, load_pretrained
+from at_jax.training.inputs import make_inputs
 from at_jax.training.optimizer import make_optimizer
 from at_jax.training.state import compute_dtype, create_train_state
 from at_jax.training.step import StepConfig, make_eval_step, make_multi_step, make_train_step
@@ -33,7 +35,7 @@ from at_jax.training.teacher import Teacher, load_teacher
 class Setup:
     """Everything the training loop of a job needs."""
     config: ml_collections.ConfigDict
-    dataset: Dataset
+    inputs: Any                   # training/inputs.py: DeviceInputs (small sets) or StreamInputs (grain)
     mesh: Any
     objective: Objective
     model: Any
@@ -43,11 +45,15 @@ class Setup:
     steps_per_epoch: int
     steps_per_call: int
     eval_chunk: int
-    data: dict                    # device-resident train and test arrays
     init_state: Callable          # seeds[S] -> stacked initial state (jitted, replicated)
-    train_steps: Callable         # (state, metric_sums, teacher_variables, data, indices[K, S, B])
-    eval_step: Callable           # (params, batch_stats, data, start, chunk) -> stacked sums
+    train_steps: Callable         # (state, metric_sums, teacher_variables, data, inputs[K, S, B...])
+    eval_step: Callable           # (params, batch_stats, batch) -> stacked sums
     single_step: Callable         # the job's step (not jitted), for metric shapes
+
+    @property
+    def data(self) -> dict:
+        """Device-resident train and test arrays (the on-device path; empty when streaming)."""
+        return self.inputs.data
 
     @property
     def teacher_variables(self) -> Any:
@@ -75,8 +81,12 @@ def total_steps(config: ml_collections.ConfigDict, num_train: int) -> int:
     return int(config.num_epochs) * (num_train // config.batch_size)
 
 
-def augmentation(config: ml_collections.ConfigDict, dataset: Dataset) -> tuple[int, bool]:
-    """(crop padding, flip) from ``config.augment``, defaulting to the dataset's recommendation."""
+def augmentation(config: ml_collections.ConfigDict, inputs: Any) -> tuple[int, bool]:
+    """(crop padding, flip) of the on-device augmentation from ``config.augment``, defaulting to the dataset's
+    recommendation; streamed batches come augmented from the host (RandomResizedCrop + flip): (0, False)."""
+    if inputs.kind == "stream":
+        return 0, False
+    dataset = inputs.dataset
     augment = config.get("augment", {})
     pad = augment.get("pad", -1)
     pad = dataset.pad if pad is None or pad < 0 else int(pad)
@@ -89,17 +99,23 @@ def augmentation(config: ml_collections.ConfigDict, dataset: Dataset) -> tuple[i
     return pad, flip
 
 
-def load_data(config: ml_collections.ConfigDict, mesh) -> tuple[Dataset, int]:
-    """The dataset and the train steps of the run (checked against the batch size and the mesh)."""
+def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int, int]:
+    """The job's inputs (on device or streamed), its train steps and eval chunk (checked against the batch
+    size and the mesh)."""
     try:
         sharding.check_batch_size(config.batch_size, mesh)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    dataset = dataset_from_config(config.dataset)
-    num_train = len(dataset.train_labels)
+    kind, dataset = input_data(config.dataset)
+    num_train = len(dataset.train_labels) if kind == "device" else dataset.num_train
     if config.batch_size > num_train:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {num_train} training examples")
-    return dataset, total_steps(config, num_train)
+    steps = total_steps(config, num_train)
+    eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
+    workers = int(config.dataset.get("workers", -1))
+    inputs = make_inputs(kind, dataset, config.batch_size, eval_chunk, mesh, num_steps=steps,
+                         workers=default_workers() if workers < 0 else workers)
+    return inputs, steps, eval_chunk
 
 
 def check_feature_pairs(objective: Objective, model: Any, teacher: Teacher | None, sample: jax.Array) -> None:
@@ -117,22 +133,22 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     check_config(config)
     use_compilation_cache(config.get("compilation_cache_dir", "auto"))
     mesh = sharding.make_mesh()
-    dataset, steps = load_data(config, mesh)
+    inputs, steps, eval_chunk = load_inputs(config, mesh)
     dtype = compute_dtype(config.compute_dtype)
     teacher_dtype = compute_dtype(config.teacher.get("compute_dtype") or config.compute_dtype)
     objective = build_objective(multi_run.structure_loss_config(config.loss, job.specs))
-    model = models.create(config.model, dataset.num_classes, dtype=dtype, **config.get("model_kwargs", {}))
-    teacher = (load_teacher(config, dataset.num_classes, mesh, teacher_dtype) if objective.uses_teacher
+    model = models.create(config.model, inputs.num_classes, dtype=dtype, **config.get("model_kwargs", {}))
+    teacher = (load_teacher(config, inputs.num_classes, mesh, teacher_dtype) if objective.uses_teacher
                else None)
-    sample = jnp.zeros((1,) + dataset.image_shape, dtype)
+    sample = jnp.zeros((1,) + inputs.image_shape, dtype)
     check_feature_pairs(objective, model, teacher, sample)
     try:
         transform, schedule = make_optimizer(config.optimizer, steps, config.batch_size)
         transform = freeze_transform(transform, config.get("freeze", {}))
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    pad, flip = augmentation(config, dataset)
-    step_config = StepConfig(total_steps=steps, pad=pad, flip=flip, mean=dataset.mean, std=dataset.std,
+    pad, flip = augmentation(config, inputs)
+    step_config = StepConfig(total_steps=steps, pad=pad, flip=flip, mean=inputs.mean, std=inputs.std,
                              compute_dtype=dtype, teacher_dtype=teacher_dtype,
                              student_train_mode=not config.get("freeze", {}).get("batch_norm", False))
     mode = config.get("parallel_mode", "auto")
@@ -140,17 +156,16 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
         make_train_step(model, teacher and teacher.model, objective, transform, schedule, step_config),
         job.size, mode)
     eval_step = multi_run.job_eval_step(
-        make_eval_step(model, step_config, dataset.num_classes, sharding.batch_sharded(mesh)), job.size, mode)
+        make_eval_step(model, step_config, inputs.num_classes), job.size, mode)
     init = lambda seed: create_train_state(model, transform, sample, seed, objective=objective,
                                            teacher_model=teacher and teacher.model,
                                            teacher_variables=teacher and teacher.variables)
-    eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
     init_workdir = config.get("init", {}).get("workdir", "")
-    return Setup(config=config, dataset=dataset, mesh=mesh, objective=objective, model=model, teacher=teacher,
+    return Setup(config=config, inputs=inputs, mesh=mesh, objective=objective, model=model, teacher=teacher,
                  pretrained=load_pretrained(init_workdir, config.model) if init_workdir else None,
-                 total_steps=steps, steps_per_epoch=len(dataset.train_labels) // config.batch_size,
+                 total_steps=steps, steps_per_epoch=inputs.num_train // config.batch_size,
                  steps_per_call=int(config.get("steps_per_call", 0)) or default_steps_per_call(),
-                 eval_chunk=eval_chunk, data=device_data(dataset, eval_chunk, mesh),
+                 eval_chunk=eval_chunk,
                  init_state=jax.jit(jax.vmap(init), out_shardings=sharding.replicated(mesh)),
                  train_steps=jax.jit(make_multi_step(single_step), donate_argnums=(0, 1)),
-                 eval_step=jax.jit(eval_step, static_argnums=4), single_step=single_step)
+                 eval_step=jax.jit(eval_step), single_step=single_step)

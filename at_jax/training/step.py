@@ -50,10 +50,15 @@ def teacher_forward(teacher_model: nn.Module | None, teacher_variables: Any, x: 
     return ModelOutputs(jax.lax.stop_gradient(logits), jax.lax.stop_gradient(tuple(features)))
 
 
-def train_batch(step_key: jax.Array, data: dict, indices: jax.Array, step_config: StepConfig):
-    """The step's augmented (with ``step_key``), normalised inputs and labels."""
-    images = jnp.take(data["train_images"], indices, axis=0)
-    labels = jnp.take(data["train_labels"], indices, axis=0)
+def train_batch(step_key: jax.Array, data: dict, inputs: jax.Array | dict, step_config: StepConfig):
+    """The step's augmented, normalised inputs and labels: ``inputs`` are example indices into the
+    device-resident ``data`` (augmented here with ``step_key``) or a streamed batch ``{"images", "labels"}``
+    (augmented on the host)."""
+    if isinstance(inputs, dict):
+        images, labels = inputs["images"], inputs["labels"]
+    else:
+        images = jnp.take(data["train_images"], inputs, axis=0)
+        labels = jnp.take(data["train_labels"], inputs, axis=0)
     images = augment_batch(step_key, images, pad=step_config.pad, flip=step_config.flip)
     x = normalize(images, jnp.asarray(step_config.mean), jnp.asarray(step_config.std), step_config.compute_dtype)
     return x, labels
@@ -62,7 +67,8 @@ def train_batch(step_key: jax.Array, data: dict, indices: jax.Array, step_config
 def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective: Objective,
                     transform: optax.GradientTransformation, schedule: optax.Schedule,
                     step_config: StepConfig) -> Callable:
-    """Returns ``step(state, teacher_variables, data, indices) -> (state, metrics)`` (not yet jitted).
+    """Returns ``step(state, teacher_variables, data, inputs) -> (state, metrics)`` (not yet jitted); ``inputs``
+    as :func:`train_batch` takes them.
 
     Input-gradient terms differentiate the student's cross-entropy w.r.t. the normalised input x. Batch
     norm: the student's inner gradient is taken in train mode, i.e. with the statistics of the current
@@ -74,9 +80,9 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
     per run of a sweep, :mod:`at_jax.training.multi_run`); which terms are computed is the objective's.
     """
 
-    def step(state: State, teacher_variables: Any, data: dict, indices: jax.Array):
+    def step(state: State, teacher_variables: Any, data: dict, inputs: jax.Array | dict):
         step_key = jax.random.fold_in(state["rng"], state["step"])  # augmentation; dropout from fold_in(., 1)
-        x, labels = train_batch(step_key, data, indices, step_config)
+        x, labels = train_batch(step_key, data, inputs, step_config)
         progress = state["step"].astype(jnp.float32) / step_config.total_steps
         teacher = teacher_forward(teacher_model, teacher_variables, x.astype(step_config.teacher_dtype))
 
@@ -116,40 +122,36 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
 
 
 def make_multi_step(step: Callable) -> Callable:
-    """``(state, metric_sums, teacher_variables, data, indices[K, B]) -> (state, metric_sums)``.
+    """``(state, metric_sums, teacher_variables, data, inputs[K, ...]) -> (state, metric_sums)``.
 
     K train steps in one compiled ``lax.scan``, so the host does not drive every step; metrics are summed
     on the device until the host reads them at a log step. K = 1 calls the step without a loop: XLA:CPU
     runs convolutions inside a loop body many times slower (jax-ml/jax#12868), so CPU runs use K = 1.
     """
 
-    def multi_step(state, metric_sums, teacher_variables, data, indices):
-        def body(carry, step_indices):
+    def multi_step(state, metric_sums, teacher_variables, data, inputs):
+        def body(carry, step_inputs):
             current_state, sums = carry
-            current_state, metrics = step(current_state, teacher_variables, data, step_indices)
+            current_state, metrics = step(current_state, teacher_variables, data, step_inputs)
             return (current_state, jax.tree.map(jnp.add, sums, metrics)), None
 
-        if indices.shape[0] == 1:
-            (state, metric_sums), _ = body((state, metric_sums), indices[0])
+        if jax.tree.leaves(inputs)[0].shape[0] == 1:
+            (state, metric_sums), _ = body((state, metric_sums), jax.tree.map(lambda leaf: leaf[0], inputs))
         else:
-            (state, metric_sums), _ = jax.lax.scan(body, (state, metric_sums), indices)
+            (state, metric_sums), _ = jax.lax.scan(body, (state, metric_sums), inputs)
         return state, metric_sums
 
     return multi_step
 
 
-def make_eval_step(model: nn.Module, step_config: StepConfig, num_classes: int,
-                   batch_sharding: Any = None) -> Callable:
-    """Returns ``eval_step(params, batch_stats, data, start, chunk_size) -> sums`` over one padded chunk of
-    the test set: correct top-1 (and top-5 when there are >= 100 classes), summed cross-entropy, count."""
+def make_eval_step(model: nn.Module, step_config: StepConfig, num_classes: int) -> Callable:
+    """Returns ``eval_step(params, batch_stats, batch) -> sums`` over one eval batch ``{"images", "labels",
+    "mask"}`` (mask 0 on padding): correct top-1 (and top-5 when there are >= 100 classes), summed
+    cross-entropy, count."""
 
-    def eval_step(params, batch_stats, data: dict, start: jax.Array, chunk_size: int):
-        images = jax.lax.dynamic_slice_in_dim(data["test_images"], start, chunk_size)
-        labels = jax.lax.dynamic_slice_in_dim(data["test_labels"], start, chunk_size)
-        mask = jax.lax.dynamic_slice_in_dim(data["test_mask"], start, chunk_size)
-        if batch_sharding is not None:  # split the chunk over devices instead of computing it on each
-            images, labels, mask = jax.lax.with_sharding_constraint((images, labels, mask), batch_sharding)
-        x = normalize(images, jnp.asarray(step_config.mean), jnp.asarray(step_config.std),
+    def eval_step(params, batch_stats, batch: dict):
+        labels, mask = batch["labels"], batch["mask"]
+        x = normalize(batch["images"], jnp.asarray(step_config.mean), jnp.asarray(step_config.std),
                       step_config.compute_dtype)
         logits, _ = model.apply(model_variables(params, batch_stats), x, train=False)
         logits = logits.astype(jnp.float32)

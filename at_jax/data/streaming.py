@@ -1,0 +1,124 @@
+"""The streaming input pipeline: grain reads, decodes and augments batches on the host, in worker processes.
+
+Train: element ``s`` of the pipeline is this process's part of train step ``s``'s batch. The examples of a
+step are :func:`at_jax.data.batch_order.batch_indices` (the order the on-device path uses), process ``p`` of
+``P`` reads slots ``[p * B / P, (p + 1) * B / P)`` of the global batch of ``B`` and nothing else, and the
+augmentation of slot ``j`` of step ``s`` draws from ``default_rng([seed, s, j])``: a step's global batch is a
+function of (seed, step), the same for any number of processes and workers. The iterator's state (grain's
+``get_state``) is saved with every checkpoint and restored on resume.
+
+Eval: the eval split in chunks of ``chunk`` (the last one padded, with ``mask`` 0 on the padding), each
+process reading its slice of every chunk.
+
+``workers`` > 0 decodes in that many worker processes (``mp_prefetch``), each producing whole batches with
+``threads`` decoding threads; 0 decodes in threads of this process (tests, small sets).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from at_jax.data.batch_order import batch_indices
+from at_jax.data.host_augment import eval_image, train_image
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessPart:
+    """The slots ``[start, start + size)`` of each global batch that this process reads."""
+    start: int
+    size: int
+
+    @classmethod
+    def of(cls, global_batch: int, process_index: int, process_count: int) -> "ProcessPart":
+        size = global_batch // process_count
+        return cls(process_index * size, size)
+
+
+def _decode_all(function: Callable[[int], np.ndarray], count: int, threads: int) -> list[np.ndarray]:
+    if threads <= 1:
+        return [function(index) for index in range(count)]
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(function, range(count)))
+
+
+class TrainBatch:
+    """Step -> this process's part of the step's batch: ``{"images": uint8 (b, S, S, 3), "labels": int32 (b,)}``."""
+
+    def __init__(self, source: Any, *, seed: int, global_batch: int, part: ProcessPart, image_size: int,
+                 threads: int):
+        self.source, self.seed, self.global_batch, self.part = source, seed, global_batch, part
+        self.image_size, self.threads = image_size, threads
+
+    def __call__(self, step: int) -> dict:
+        step = int(step)
+        indices = batch_indices(self.seed, step, len(self.source), self.global_batch)
+        slots = range(self.part.start, self.part.start + self.part.size)
+        records = [self.source[int(indices[slot])] for slot in slots]
+
+        def decode(position: int) -> np.ndarray:
+            record, slot = records[position], slots[position]
+            rng = np.random.default_rng([self.seed, step, slot])
+            return train_image(record["image"], record["name"], self.image_size, rng)
+
+        images = _decode_all(decode, len(records), self.threads)
+        return {"images": np.stack(images), "labels": np.asarray([r["label"] for r in records], np.int32)}
+
+
+class EvalBatch:
+    """Chunk -> this process's part of it: ``{"images", "labels", "mask"}`` (mask 0 past the last example)."""
+
+    def __init__(self, source: Any, *, chunk: int, part: ProcessPart, image_size: int, threads: int):
+        self.source, self.chunk, self.part, self.image_size, self.threads = source, chunk, part, image_size, threads
+
+    def __call__(self, chunk_index: int) -> dict:
+        start = int(chunk_index) * self.chunk + self.part.start
+        positions = [p for p in range(start, start + self.part.size)]
+        real = [p for p in positions if p < len(self.source)]
+        records = [self.source[p] for p in real]
+        decoded = _decode_all(lambda i: eval_image(records[i]["image"], records[i]["name"], self.image_size),
+                              len(records), self.threads)
+        images = np.zeros((self.part.size, self.image_size, self.image_size, 3), np.uint8)
+        labels = np.zeros(self.part.size, np.int32)
+        if records:
+            images[:len(records)] = np.stack(decoded)
+            labels[:len(records)] = [r["label"] for r in records]
+        mask = (np.arange(self.part.size) < len(records)).astype(np.float32)
+        return {"images": images, "labels": labels, "mask": mask}
+
+
+def default_workers() -> int:
+    """Worker processes when ``dataset.workers`` is -1: the CPUs this process may use, at most 16."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(16, cpus))
+
+
+def _pipeline(elements: Any, workers: int):
+    import grain  # pylint: disable=import-outside-toplevel
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    if not flags.FLAGS.is_parsed():  # grain reads its settings from absl flags; library callers parse none
+        flags.FLAGS.mark_as_parsed()
+    dataset = elements.to_iter_dataset(grain.ReadOptions(num_threads=1 if workers else 2, prefetch_buffer_size=2))
+    if workers > 0:
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2))
+    return dataset
+
+
+def train_pipeline(source: Any, *, seed: int, global_batch: int, num_steps: int, part: ProcessPart,
+                   image_size: int, workers: int, threads: int = 4, first_step: int = 0):
+    """grain ``IterDataset`` of this process's batches of steps first_step .. num_steps - 1 (module docstring)."""
+    import grain  # pylint: disable=import-outside-toplevel
+    elements = grain.MapDataset.range(first_step, num_steps).map(
+        TrainBatch(source, seed=seed, global_batch=global_batch, part=part, image_size=image_size, threads=threads))
+    return _pipeline(elements, workers)
+
+
+def eval_pipeline(source: Any, *, chunk: int, part: ProcessPart, image_size: int, workers: int, threads: int = 4):
+    """grain ``IterDataset`` of this process's part of every eval chunk (the last one padded)."""
+    import grain  # pylint: disable=import-outside-toplevel
+    elements = grain.MapDataset.range(-(-len(source) // chunk)).map(
+        EvalBatch(source, chunk=chunk, part=part, image_size=image_size, threads=threads))
+    return _pipeline(elements, workers)
