@@ -57,6 +57,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.dataset.name = "digits"
     config.dataset.data_dir = ""
     config.dataset.seed = 0              # the data (canvas placement) seed, separate from the run seed
+    config.dataset.pipeline = "auto"     # "device" (in memory) | "stream" (grain) | "auto" (by size), data/from_config.py
+    config.dataset.workers = -1          # streaming: decoding worker processes; -1 = the CPUs, at most 16
     # Further dataset keys are options of the dataset's generator (here: the cluttered-digits canvas).
     config.dataset.canvas_size = 24
     config.dataset.scale = 1
@@ -90,6 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.kd_temperature = 4.0
     config.loss.factt_beta = 0.0
     config.loss.beta_schedule = "constant"
+    config.loss.beta_start = 0.0         # fraction of training before which AT / F-ActT are off (paper's ImageNet)
     # Gradient-based attention (input gradients through nested jax.grad); 0 = off.
     config.loss.grad_at_beta = 0.0        # 0.5 * sum (J_s - J_t)^2, needs the teacher
     config.loss.grad_penalty_beta = 0.0   # 0.5 * sum J_s^2 (Drucker & LeCun double backprop)

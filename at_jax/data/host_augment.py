@@ -54,7 +54,9 @@ def open_image(encoded: bytes | np.ndarray, name: str):
         if isinstance(encoded, np.ndarray):
             return Image.fromarray(encoded.squeeze(-1) if encoded.ndim == 3 and encoded.shape[-1] == 1 else encoded)
         return Image.open(io.BytesIO(encoded))
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except UnidentifiedImageError:
+        raise DatasetError(f"cannot read image {name}: not an image file PIL can read; remove or replace it") from None
+    except (OSError, ValueError) as error:
         raise DatasetError(f"cannot read image {name}: {_reason(error)}; remove or replace it") from None
 
 

@@ -113,14 +113,16 @@ class FActTAdapters(nn.Module):
         return tuple(adapted)
 
 
-def beta_factor(schedule: str, progress: jax.Array | float) -> jax.Array:
+def beta_factor(schedule: str, progress: jax.Array | float, start: float = 0.0) -> jax.Array:
     """Multiplier in [0, 1] of the transfer weights at training ``progress`` in [0, 1] (clipped):
-    "constant" -> 1, "linear" -> 1 - progress, "cosine" -> (1 + cos(pi * progress)) / 2."""
+    "constant" -> 1, "linear" -> 1 - progress, "cosine" -> (1 + cos(pi * progress)) / 2; 0 before ``start``
+    (the fraction of training after which the transfer terms are switched on)."""
     if schedule not in BETA_SCHEDULES:
         raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES!r}, got {schedule!r}")
     progress = jnp.clip(jnp.asarray(progress, jnp.float32), 0.0, 1.0)
+    switched_on = (progress >= start).astype(jnp.float32)
     if schedule == "constant":
-        return jnp.ones_like(progress)
+        return switched_on * jnp.ones_like(progress)
     if schedule == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+        return switched_on * (1.0 - progress)
+    return switched_on * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))

@@ -56,6 +56,13 @@ def _pairs(name: str, value: Any) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
+def _fraction(name: str, value: Any) -> float:
+    value = _number(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"loss.{name} must be a fraction of training in [0, 1), got {value}")
+    return value
+
+
 #: Loss options (not weights): name -> (default, check(name, value) -> canonical value).
 OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "at_p": (2.0, lambda name, value: _number(name, value, positive=True)),
@@ -66,6 +73,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "at_pairs": ((), _pairs),
     "kd_temperature": (4.0, lambda name, value: _number(name, value, positive=True)),
     "beta_schedule": ("constant", _choice(BETA_SCHEDULES)),
+    "beta_start": (0.0, lambda name, value: _fraction(name, value)),
 }
 #: Options a multi-run job may vary per run (they enter the step as traced scalars, like the weights).
 RUNTIME_OPTIONS = ("kd_temperature",)
@@ -179,7 +187,7 @@ class Objective:
     def _combine(self, values: dict, progress: Any, weights: Mapping[str, Any]) -> tuple[jax.Array, dict]:
         """The one place the terms are summed (see the module docstring)."""
         ce = values["ce"]
-        factor = beta_factor(self.option("beta_schedule"), progress)
+        factor = beta_factor(self.option("beta_schedule"), progress, self.option("beta_start"))
         task, transfer = ce, jnp.zeros((), jnp.float32)
         for term, static_weight in self.terms:
             weight = weights.get(term.weight_key, static_weight)

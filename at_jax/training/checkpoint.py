@@ -57,6 +57,7 @@ class Checkpointer:
     def save(self, step: int, state: Any, metrics: dict | None = None, input_state: dict | None = None) -> None:
         """Saves ``state`` at ``step`` (asynchronously) and, when given, this process's ``input_state``."""
         if input_state is not None:
+            self.input_directory.mkdir(parents=True, exist_ok=True)
             write_json(self._input_file(step), input_state)
         self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
         if input_state is not None:

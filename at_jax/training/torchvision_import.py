@@ -70,7 +70,7 @@ def write_imported_run(arch: str, state_dict: Mapping[str, Any], workdir: str, s
                           "batch_stats": variables["batch_stats"]})
     checkpointer.close()
     record = {"model": arch, "model_kwargs": {}, "seed": 0,
-              "dataset": {"name": "imagenet2012", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+              "dataset": {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
               "imported_from": {"torchvision": arch, "weights": source}}
     save_config(workdir, record, num_classes)
     summary = {"model": arch, "num_classes": num_classes, "parameters": parameters, "step": 0, "accuracy": None,
