@@ -23,8 +23,9 @@ Recipe (ours; the paper does not give one): SGD momentum 0.9, lr 0.01 (fine-tuni
 a tenth of the from-scratch rate) × 0.1 at 50 % and 75 % of 40 epochs, weight decay 1e-4 (the ImageNet value),
 batch 64, images resized to 224 on the shorter side and centre-cropped (``dataset.image_size``), then
 reflect-pad 28 + random 224 crop + horizontal flip on the device (the paper: rescale to 256, random crop).
-Not reproduced: fb.resnet.torch's scale / colour augmentation. The data are held in memory (the on-device
-path; CUB and Scenes at 224 px are ≈ 1-2 GB): the streaming pipeline for larger sets is issue #13's. Inputs are normalised with ImageNet's mean and std, what the
+Not reproduced: fb.resnet.torch's scale / colour augmentation. The data are held in memory when the decoded
+images fit in 2 GiB (``dataset.pipeline = "auto"``; CUB and Scenes at 224 px are ≈ 1-2 GB), else streamed
+(``configs/imagenet.py``'s pipeline; the host then applies RandomResizedCrop + flip instead of the pad-crop). Inputs are normalised with ImageNet's mean and std, what the
 imported torchvision weights expect.
 
 Two commands (teacher, then student)::

@@ -158,9 +158,9 @@ def test_jax_reference_builds_what_the_trainer_builds(tmp_path):
     trainer = setup.set_up(config, job)
     trainer_state = trainer.init_state(np.asarray(job.seeds, np.int32))  # as training.loop does
     benchmark = jax_reference.make_jax_step(
-        config.model, None, "none", num_classes=trainer.dataset.num_classes, dtype="float32", steps_per_call=1,
-        pad=0, flip=False, mean=trainer.dataset.mean, std=trainer.dataset.std,
-        image_shape=trainer.dataset.image_shape, seed=3, parallel_runs=2)
+        config.model, None, "none", num_classes=trainer.inputs.num_classes, dtype="float32", steps_per_call=1,
+        pad=0, flip=False, mean=trainer.inputs.mean, std=trainer.inputs.std,
+        image_shape=trainer.inputs.image_shape, seed=3, parallel_runs=2)
     for key in ("params", "batch_stats", "rng"):
         np.testing.assert_equal(jax.device_get(benchmark.state[key]), jax.device_get(trainer_state[key]))
     # different seeds, different weights (the comparison above is not between two constants)
@@ -183,3 +183,16 @@ def test_conv_kernels_and_step_components_run():
     parts = step_components.main(["--framework", "jax", "--student", "wrn-10-1", "--teacher", "wrn-10-1",
                                   "--batch-size", "2", "--repeats", "1"])
     assert parts["teacher_eval_forward_seconds"] > 0 and parts["student_forward_backward_seconds"] > 0
+
+
+def test_input_throughput_jax_on_a_generated_photo_folder(tmp_path):
+    script = os.path.join(REPO_ROOT, "benchmarks", "input_throughput.py")
+    made = subprocess.run([sys.executable, script, "--make-data", str(tmp_path), "--images", "20"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert len(os.listdir(tmp_path / "train")) == 10
+    result, torch_imported = finish(start("input_throughput.py", "--framework", "jax", "--data-dir", str(tmp_path),
+                                          "--workers", "1", "--batch-size", "4", "--image-size", "64",
+                                          "--warmup", "1", "--batches", "3", "--json"))
+    assert result["images_per_second"] > 0 and result["workers"] == 1 and not torch_imported
+    assert result["ms_per_image_per_worker"] == pytest.approx(1000 / result["images_per_second"], rel=1e-2)

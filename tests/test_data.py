@@ -19,7 +19,7 @@ from at_jax.data.safe_pickle import UnsafePickleError, load_restricted
 
 def test_available_and_unknown_names():
     assert available_datasets() == ["digits", "cifar10", "cifar100", "synthetic", "image_folder",
-                                    "caltech_birds2011"]
+                                    "caltech_birds2011", "imagenet"]
     with pytest.raises(DatasetError, match="digits, cifar10, cifar100, synthetic, image_folder, caltech_birds2011"):
         load_dataset("mnist")
     with pytest.raises(DatasetError, match="no option bogus"):

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -108,6 +109,31 @@ def test_bad_input_stops_in_one_line(folder, tmp_path, cli_error, problem, messa
     assert __import__("re").search(message, line), line
 
 
+def _children(pid):
+    children = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry))
+        except OSError:
+            continue
+    return children
+
+
+def _alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"   # not a zombie
+    except OSError:
+        return False
+
+
+def _wait_until_gone(pids, timeout=20.0):
+    deadline = time.time() + timeout
+    while any(_alive(pid) for pid in pids):
+        assert time.time() < deadline, f"worker processes {pids} outlived the killed run"
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_resumes_with_the_same_batches(pipeline_folder, tmp_path):
     args = PIPELINE + [f"--config.dataset.data_dir={pipeline_folder}"]
@@ -118,8 +144,11 @@ def test_sigkill_mid_epoch_resumes_with_the_same_batches(pipeline_folder, tmp_pa
         process = start_cli([f"--workdir={workdir}", *args, "--config.dataset.workers=1"])
         wait_for(process, lambda: len(checkpoint_steps(workdir)) >= kill_after
                  and len(metrics_records(workdir)) >= 3 * kill_after + 1)
+        workers = _children(process.pid)
+        assert workers, "the run decodes in worker processes"
         process.send_signal(signal.SIGKILL)
         process.wait()
+        _wait_until_gone(workers)   # orphaned workers notice and exit
     saved = sorted(os.listdir(workdir / "input_state"))
     assert saved and all(name.endswith(".process_0.json") for name in saved)
     # Finish with another worker count: the pipeline restarts at the step (the batches are a function of it).
@@ -158,3 +187,18 @@ def test_two_processes_read_disjoint_parts_and_match_one_process(pipeline_folder
     states = sorted(os.listdir(tmp_path / "two" / "input_state"))
     assert states == ["step_12.process_0.json", "step_12.process_1.json", "step_6.process_0.json",
                       "step_6.process_1.json"]
+
+
+def test_parallel_runs_stream_one_pipeline_per_seed(pipeline_folder, tmp_path, run_main):
+    run_main(PIPELINE + [f"--workdir={tmp_path / 'job'}", f"--config.dataset.data_dir={pipeline_folder}",
+                         "--config.dataset.workers=0", "--config.parallel_runs=2", "--config.num_train_steps=3"])
+    runs = sorted(path for path in (tmp_path / "job").iterdir() if (path / "config.json").exists())
+    assert len(runs) == 2
+    losses = [[r["train/total"] for r in metrics_records(run) if "train/total" in r] for run in runs]
+    assert len(losses[0]) == 3 and losses[0] != losses[1]        # seeds 0 and 1: their own batches
+    for run in runs:
+        assert os.listdir(run / "input_state") == ["step_3.process_0.json"]
+    run_main(PIPELINE + [f"--workdir={tmp_path / 'single'}", f"--config.dataset.data_dir={pipeline_folder}",
+                         "--config.dataset.workers=0", "--config.num_train_steps=3"])
+    single = [r["train/total"] for r in metrics_records(tmp_path / "single") if "train/total" in r]
+    np.testing.assert_allclose(losses[0], single, rtol=1e-5)     # run 0 of the job = the single run (seed 0)

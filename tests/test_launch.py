@@ -4,6 +4,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 
 import pytest
 
@@ -27,7 +28,8 @@ def fakes(tmp_path):
     _executable(bin_dir / "python", '#!/usr/bin/env bash\n'
                 'printf "%s\\n" "$@" > "$RECORD_DIR/python_args.$(basename "$PWD")"\necho trained\n')
     _executable(bin_dir / "pip", '#!/usr/bin/env bash\necho "$@" >> "$RECORD_DIR/pip_calls"\n')
-    _executable(bin_dir / "gcloud", '''#!/usr/bin/env python3
+    # this interpreter, not `env python3`: a pyenv shim would put its own python ahead of the fake one
+    _executable(bin_dir / "gcloud", f'''#!{sys.executable}
 import json, os, subprocess, sys
 with open(os.path.join(os.environ["RECORD_DIR"], "gcloud_calls"), "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
+import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -96,6 +99,19 @@ def default_workers() -> int:
     return max(1, min(16, cpus))
 
 
+def _exit_with_parent(parent: int, worker_index: int, worker_count: int) -> None:
+    """Worker start-up: exit when the training process ``parent`` is gone (killed with SIGKILL, its workers
+    are orphaned; also when it died while this worker was starting)."""
+    del worker_index, worker_count
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)  # pylint: disable=protected-access
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def _pipeline(elements: Any, workers: int):
     import grain  # pylint: disable=import-outside-toplevel
     from absl import flags  # pylint: disable=import-outside-toplevel
@@ -103,7 +119,8 @@ def _pipeline(elements: Any, workers: int):
         flags.FLAGS.mark_as_parsed()
     dataset = elements.to_iter_dataset(grain.ReadOptions(num_threads=1 if workers else 2, prefetch_buffer_size=2))
     if workers > 0:
-        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2))
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2),
+                                      worker_init_fn=functools.partial(_exit_with_parent, os.getpid()))
     return dataset
 
 
