@@ -9,7 +9,8 @@ aspect 3/4-4/3, bilinear), horizontal flip.
   Batches are uint8: the trainer normalises on the device, inside the compiled step.
 * ``--framework torch``: ``torchvision.datasets.ImageFolder`` with ``RandomResizedCrop``,
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize`` in a ``DataLoader`` (shuffle, drop_last, persistent
-  workers, prefetch factor 2): the torchvision ImageNet reference recipe, which normalises on the host.
+  workers, prefetch factor 2): the torchvision ImageNet reference recipe, which normalises on the host
+  (``--torch-uint8``: ``PILToTensor`` instead, uint8 like at_jax's batches: decode and crop alone compared).
 
 Worker start and the first ``--warmup`` batches are excluded; the next ``--batches`` are timed.
 ``--make-data DIR --images N`` writes a folder of N photo-sized JPEGs (500 x 375 on average, textured so
@@ -77,9 +78,10 @@ def run_jax(args: argparse.Namespace) -> float:
 def run_torch(args: argparse.Namespace) -> float:
     import torch  # pylint: disable=import-outside-toplevel
     from torchvision import datasets, transforms  # pylint: disable=import-outside-toplevel
+    to_tensor = ([transforms.PILToTensor()] if args.torch_uint8 else
+                 [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
     transform = transforms.Compose([
-        transforms.RandomResizedCrop(args.image_size), transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        transforms.RandomResizedCrop(args.image_size), transforms.RandomHorizontalFlip(), *to_tensor])
     dataset = datasets.ImageFolder(os.path.join(args.data_dir, "train"), transform)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers,
@@ -98,6 +100,8 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="jax: decoding threads per worker")
+    parser.add_argument("--torch-uint8", action="store_true",
+                        help="torch: uint8 tensors (PILToTensor), no host normalisation, as at_jax's batches")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--warmup", type=int, default=3)
@@ -114,7 +118,7 @@ def main() -> None:
     seconds = (run_jax if args.framework == "jax" else run_torch)(args)
     images_per_second = args.batches * args.batch_size / seconds
     workers = max(1, args.workers)
-    common.emit(dict(common.machine_facts(), framework=args.framework, workers=args.workers, threads=args.threads,
+    common.emit(dict(common.machine_facts(), framework=args.framework, torch_uint8=args.torch_uint8, workers=args.workers, threads=args.threads,
                      batch_size=args.batch_size, image_size=args.image_size, batches=args.batches,
                      images_per_second=round(images_per_second, 1),
                      ms_per_image_per_worker=round(1000 * workers / images_per_second, 3)), args.json)
