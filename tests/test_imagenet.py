@@ -191,7 +191,8 @@ def test_two_processes_read_disjoint_parts_and_match_one_process(pipeline_folder
 
 def test_parallel_runs_stream_one_pipeline_per_seed(pipeline_folder, tmp_path, run_main):
     run_main(PIPELINE + [f"--workdir={tmp_path / 'job'}", f"--config.dataset.data_dir={pipeline_folder}",
-                         "--config.dataset.workers=0", "--config.parallel_runs=2", "--config.num_train_steps=3"])
+                         "--config.dataset.workers=0", "--config.parallel_runs=2", "--config.num_train_steps=3",
+                         "--config.steps_per_call=3"])   # three streamed steps in one compiled call
     runs = sorted(path for path in (tmp_path / "job").iterdir() if (path / "config.json").exists())
     assert len(runs) == 2
     losses = [[r["train/total"] for r in metrics_records(run) if "train/total" in r] for run in runs]
@@ -202,3 +203,10 @@ def test_parallel_runs_stream_one_pipeline_per_seed(pipeline_folder, tmp_path, r
                          "--config.dataset.workers=0", "--config.num_train_steps=3"])
     single = [r["train/total"] for r in metrics_records(tmp_path / "single") if "train/total" in r]
     np.testing.assert_allclose(losses[0], single, rtol=1e-5)     # run 0 of the job = the single run (seed 0)
+
+
+def test_cra_imagenet_config_streams_the_same_pipeline(folder, tmp_path, run_main):
+    run_main(["--config=configs/cra_imagenet.py:model=resnet18-cra", f"--workdir={tmp_path / 'cra'}",
+              f"--config.dataset.data_dir={folder}", "--config.dataset.workers=0", *SMALL])
+    summary = json.load(open(tmp_path / "cra" / "summary.json"))
+    assert summary["model"] == "resnet18-cra" and summary["step"] == 2 and summary["accuracy"] is not None
