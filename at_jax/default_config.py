@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.parallel_runs = 0
     config.parallel_sweep = ""
     config.parallel_values = ()
+    config.parallel_seeds = 1            # > 1: each swept value with seeds seed..seed+N-1 (parallel_runs = S*N)
     config.parallel_mode = "auto"        # "vmap" | "unroll" | "auto" (unroll on CPU, vmap elsewhere)
     config.model = "wrn-10-1"
     config.model_kwargs = ml_collections.ConfigDict()   # extra keyword options of the model (registry)

@@ -9,6 +9,11 @@ it exists. Training curves of one or several runs on shared axes (the paper's Fi
 
     python -m at_jax.visualize curves --workdir=DIR [--workdir=DIR2 ...] --out=FILE.png [--metric=NAME ...]
 
+A loss-weight sweep (a ``parallel_sweep`` job, e.g. with ``parallel_seeds``): error against the value, median
+and range over seeds::
+
+    python -m at_jax.visualize sweep --workdir=JOB_DIR --out=FILE.png
+
 User mistakes end with one line ``at_jax: error: ...`` on stderr and exit code 2.
 """
 from __future__ import annotations
@@ -47,6 +52,15 @@ def curves_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def sweep_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m at_jax.visualize sweep", description="Error against a swept loss weight.")
+    parser.add_argument("--workdir", required=True, help="the sweep job's workdir")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--title", default="")
+    parser.add_argument("--dpi", type=int, default=100)
+    return parser
+
+
 def load_trained_run(workdir: str):
     """A finished run as :class:`at_jax.figures.attention_maps.TrainedRun` (config, model, variables)."""
     # pylint: disable=import-outside-toplevel
@@ -73,16 +87,27 @@ def draw_curves(args: argparse.Namespace) -> tuple[int, int]:
     return curves_figure(args.workdir, args.out, metrics=args.metric, dpi=args.dpi, title=args.title)
 
 
+def draw_sweep(args: argparse.Namespace) -> tuple[int, int]:
+    from at_jax.figures.sweep import sweep_figure  # pylint: disable=import-outside-toplevel
+
+    return sweep_figure(args.workdir, args.out, dpi=args.dpi, title=args.title)
+
+
+#: subcommand -> (parser, drawing function); no subcommand = attention maps.
+SUBCOMMANDS = {"curves": (curves_parser, draw_curves), "sweep": (sweep_parser, draw_sweep)}
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    curves = bool(argv) and argv[0] == "curves"
-    args = (curves_parser() if curves else attention_parser()).parse_args(argv[1:] if curves else argv)
+    command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    parser, draw = SUBCOMMANDS[command] if command else (attention_parser, draw_attention)
+    args = parser().parse_args(argv[1:] if command else argv)
     if args.dpi < 10:
         fail(f"--dpi must be >= 10, got {args.dpi}")
     configure_logging()
     with user_errors():
         try:
-            height, width = (draw_curves(args) if curves else draw_attention(args))
+            height, width = draw(args)
         except OSError as error:
             fail(f"cannot write {args.out}: {error}")
     print(f"wrote {args.out} ({width}x{height} px)")

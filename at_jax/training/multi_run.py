@@ -5,7 +5,9 @@ S students at once.
 
 The runs differ either in their seed (``parallel_sweep = ""``: run i has seed ``config.seed + i``, so its
 own initialisation, batch order and augmentation) or in one loss weight (``parallel_sweep = "at_beta"``
-and ``parallel_values = (v_0, ..., v_{S-1})``: every run has ``config.seed``, run i has that weight v_i).
+and ``parallel_values = (v_0, ..., v_{S-1})``: every run has ``config.seed``, run i has that weight v_i), or
+both: with ``parallel_seeds = N > 1`` a sweep runs every value with the seeds ``seed .. seed + N - 1``
+(``parallel_runs = S * N``; directories ``<key>_<value>_seed_<s>``), a grid of paired seeds.
 Run i computes exactly what a single run with its seed / weight computes; only the program is shared.
 Each run has its own directory under the job's workdir (``seed_<s>`` or ``<key>_<value>``) holding a
 single-run ``config.json``, ``metrics.jsonl``, TensorBoard events, checkpoints and ``summary.json``, so it
@@ -38,7 +40,8 @@ from at_jax.run_files import STOPPED_FILE, as_path, read_json, write_json
 if TYPE_CHECKING:  # the vmapped step is used by the benchmarks, which run where ml_collections is absent
     import ml_collections
 #: Config keys that describe the job, not one run (a run's own config.json has them switched off).
-JOB_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": (), "parallel_mode": "auto"}
+JOB_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": (), "parallel_seeds": 1,
+            "parallel_mode": "auto"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,9 @@ def run_specs(config: ml_collections.ConfigDict) -> list[RunSpec]:
         raise ConfigError(f"parallel_runs must be an integer >= 0, got {runs!r}")
     if config.get("parallel_mode", "auto") not in MODES:
         raise ConfigError(f"parallel_mode must be one of {', '.join(MODES)}, got {config.parallel_mode!r}")
+    if config.get("parallel_seeds", 1) != 1 and not sweep:
+        raise ConfigError("parallel_seeds repeats each value of a sweep (parallel_sweep); for seeds alone use "
+                          "parallel_runs")
     if runs <= 1:
         if sweep or values:
             raise ConfigError("parallel_sweep / parallel_values need parallel_runs >= 2 (one run per value)")
@@ -76,9 +82,12 @@ def run_specs(config: ml_collections.ConfigDict) -> list[RunSpec]:
     key = sweep[len("loss."):] if sweep.startswith("loss.") else sweep
     if key not in sweepable_keys():
         raise ConfigError(f"parallel_sweep {sweep!r} is not a sweepable loss weight; valid: {', '.join(sweepable_keys())}")
-    if len(values) != runs:
-        raise ConfigError(f"parallel_values has {len(values)} values but parallel_runs is {runs}; give one "
-                         "value per run")
+    seeds = config.get("parallel_seeds", 1)
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise ConfigError(f"parallel_seeds must be an integer >= 1, got {seeds!r}")
+    if len(values) * seeds != runs:
+        raise ConfigError(f"parallel_values has {len(values)} values and parallel_seeds is {seeds}, but "
+                         f"parallel_runs is {runs}; give {len(values) * seeds} (one run per value and seed)")
     numbers = []
     for value in values:
         if isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.number)) \
@@ -91,7 +100,10 @@ def run_specs(config: ml_collections.ConfigDict) -> list[RunSpec]:
         raise ConfigError(f"kd_alpha values must be in [0, 1], got {values}")
     if key == "kd_temperature" and (not config.loss.get("kd_alpha", 0.0) or min(numbers) <= 0):
         raise ConfigError("sweeping kd_temperature needs loss.kd_alpha > 0 and temperatures > 0")
-    return [RunSpec(f"{key}_{format_value(value)}", int(config.seed), {key: value}) for value in numbers]
+    if seeds == 1:
+        return [RunSpec(f"{key}_{format_value(value)}", int(config.seed), {key: value}) for value in numbers]
+    return [RunSpec(f"{key}_{format_value(value)}_seed_{config.seed + offset}", int(config.seed + offset),
+                    {key: value}) for value in numbers for offset in range(seeds)]
 
 
 def swept_key(specs: Sequence[RunSpec]) -> str | None:
@@ -123,7 +135,7 @@ def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> dict:
 
 def single_run(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """``config`` with the job keys switched off (in place; returned for chaining): one ordinary run."""
-    for key in ("parallel_runs", "parallel_sweep", "parallel_values"):
+    for key in ("parallel_runs", "parallel_sweep", "parallel_values", "parallel_seeds"):
         if key in config:
             config[key] = JOB_KEYS[key]
     return config

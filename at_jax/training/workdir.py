@@ -11,7 +11,7 @@ from at_jax.run_files import CONFIG_FILE, as_path, check_reachable, is_remote, r
 RESUME_KEYS = ("model", "dataset.name")
 # Keys of a parallel job (at_jax.parallel_runs) that must not change on resume, with their values in
 # configs saved before they existed.
-JOB_RESUME_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": []}
+JOB_RESUME_KEYS = {"parallel_runs": 0, "parallel_sweep": "", "parallel_values": [], "parallel_seeds": 1}
 
 
 def _lookup(config: Mapping, dotted: str):
