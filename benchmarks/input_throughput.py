@@ -118,7 +118,8 @@ def main() -> None:
     seconds = (run_jax if args.framework == "jax" else run_torch)(args)
     images_per_second = args.batches * args.batch_size / seconds
     workers = max(1, args.workers)
-    common.emit(dict(common.machine_facts(), framework=args.framework, torch_uint8=args.torch_uint8, workers=args.workers, threads=args.threads,
+    common.emit(dict(common.machine_facts(), framework=args.framework, torch_uint8=args.torch_uint8,
+                     workers=args.workers, threads=args.threads,
                      batch_size=args.batch_size, image_size=args.image_size, batches=args.batches,
                      images_per_second=round(images_per_second, 1),
                      ms_per_image_per_worker=round(1000 * workers / images_per_second, 3)), args.json)

@@ -31,6 +31,7 @@ def cifar_config(dataset: str, argument: str | None) -> ml_collections.ConfigDic
     values = parse_arguments(argument, {"student": "wrn-16-1", "teacher": "wrn-16-2", "method": "none"})
     config = get_base_config()
     config.pipeline = ""
+    config.teacher.num_epochs = 0        # the embedded task's longer teacher does not apply here
     set_dataset(config, dataset)
     config.dataset.data_dir = "~/tensorflow_datasets"
     config.model = values["student"]

@@ -25,8 +25,8 @@ batch 64, images resized to 224 on the shorter side and centre-cropped (``datase
 reflect-pad 28 + random 224 crop + horizontal flip on the device (the paper: rescale to 256, random crop).
 Not reproduced: fb.resnet.torch's scale / colour augmentation. The data are held in memory when the decoded
 images fit in 2 GiB (``dataset.pipeline = "auto"``; CUB and Scenes at 224 px are ≈ 1-2 GB), else streamed
-(``configs/imagenet.py``'s pipeline; the host then applies RandomResizedCrop + flip instead of the pad-crop). Inputs are normalised with ImageNet's mean and std, what the
-imported torchvision weights expect.
+(``configs/imagenet.py``'s pipeline; the host then applies RandomResizedCrop + flip instead of the pad-crop).
+Inputs are normalised with ImageNet's mean and std, what the imported torchvision weights expect.
 
 Two commands (teacher, then student)::
 
@@ -57,6 +57,7 @@ def get_config(argument: str | None = None):
             raise ValueError(f"unknown {key} {values[key]!r}; valid: {', '.join(valid)}")
     config = set_dataset(get_base_config(), "caltech_birds2011" if values["dataset"] == "cub" else "image_folder")
     config.pipeline = ""
+    config.teacher.num_epochs = 0        # the embedded task's longer teacher does not apply here
     config.run_name = f"{values['dataset']}/{values['student']}/{values['method']}"
     config.dataset.image_size = 224
     config.dataset.normalization = "imagenet"

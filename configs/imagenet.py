@@ -3,8 +3,8 @@
 ARGS (all optional):
 
   student  resnet18 | resnet34 | resnet50 | ... (any model name; default resnet18)
-  teacher  a model name                          (default resnet34; its run in ``--config.teacher.workdir``,
-                                                  e.g. torchvision's weights through ``python -m at_jax.import_torchvision``)
+  teacher  a model name                          (default resnet34; its run in ``--config.teacher.workdir``, e.g.
+                                                  torchvision's weights: ``python -m at_jax.import_torchvision``)
   method   none | at | kd | at+kd                (default none)
 
 Data: ``--config.dataset.data_dir`` is an image folder (``DIR/train/<class>/*.JPEG``, ``DIR/val/<class>/*``) or a
@@ -43,6 +43,7 @@ METHODS = ("none", "at", "kd", "at+kd")
 def imagenet_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The data, schedule and optimizer of the module docstring, set on ``config`` (in place)."""
     config.pipeline = ""
+    config.teacher.num_epochs = 0        # the embedded task's longer teacher does not apply here
     # a fresh dataset section: no generator options of the embedded default's dataset
     config.dataset = ml_collections.ConfigDict({"name": "imagenet", "data_dir": "~/tensorflow_datasets", "seed": 0,
                                                 "pipeline": "stream", "workers": -1, "image_size": 224})

@@ -9,6 +9,7 @@ def get_config(argument: str | None = None):
     del argument
     config = get_base_config()
     config.pipeline = ""
+    config.teacher.num_epochs = 0        # the embedded task's longer teacher does not apply here
     config.model = "wrn-10-1"
     config.teacher.model = "wrn-10-1"
     set_dataset(config, "synthetic")

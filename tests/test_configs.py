@@ -53,3 +53,20 @@ def test_config_arguments_are_checked():
         load_config(os.path.join(REPO, "configs", "cifar10.py"), "method=magic")
     with pytest.raises(ValueError, match="unknown config argument"):
         load_config(os.path.join(REPO, "configs", "cifar10.py"), "studnet=wrn-16-1")
+
+
+def test_only_the_embedded_task_trains_its_teacher_longer():
+    """teacher.num_epochs = 12 belongs to the default's cluttered-MNIST task; configs for other data reset it."""
+    for path in RUN_CONFIGS:
+        config = load_config(path)
+        embedded = config.dataset.name == "cluttered_mnist"
+        assert config.teacher.num_epochs == (12 if embedded else 0), os.path.basename(path)
+
+
+def test_cluttered_mnist_config_switches_the_evaluated_digits():
+    path = os.path.join(REPO, "configs", "cluttered_mnist.py")
+    assert load_config(path).dataset.eval_split == "val"
+    test = load_config(path, "split=test")
+    assert test.dataset.eval_split == "test" and test.loss.at_beta == 300.0 and test.dataset.canvas_size == 40
+    with pytest.raises(ValueError, match="unknown split"):
+        load_config(path, "split=train")

@@ -18,9 +18,9 @@ from at_jax.data.safe_pickle import UnsafePickleError, load_restricted
 # --- registry -------------------------------------------------------------------------------
 
 def test_available_and_unknown_names():
-    assert available_datasets() == ["digits", "cifar10", "cifar100", "synthetic", "image_folder",
+    assert available_datasets() == ["digits", "cluttered_mnist", "cifar10", "cifar100", "synthetic", "image_folder",
                                     "caltech_birds2011", "imagenet"]
-    with pytest.raises(DatasetError, match="digits, cifar10, cifar100, synthetic, image_folder, caltech_birds2011"):
+    with pytest.raises(DatasetError, match="digits, cluttered_mnist, cifar10, cifar100, synthetic, image_folder, caltech_birds2011"):
         load_dataset("mnist")
     with pytest.raises(DatasetError, match="no option bogus"):
         load_dataset("synthetic", bogus=1)

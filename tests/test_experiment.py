@@ -236,3 +236,22 @@ def test_cli_user_error_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert re.fullmatch(r"at_jax: error: unknown method 'bogus' in method_order; valid: .*\n", result.stderr)
     assert os.listdir(tmp_path) == []
+
+
+def test_cluttered_mnist_experiment_teacher_trains_longer_and_students_see_the_test_digits():
+    runs = {run.name: run for run in experiments_plan.plan(experiment_config("cluttered_mnist"), "/x")}
+    teacher, student = runs["teacher"].config, runs["at/seed_4"].config
+    assert teacher.model == "wrn-10-2" and teacher.num_epochs == 12 and student.num_epochs == 6
+    assert student.model == "wrn-10-1" and student.dataset.eval_split == "test"
+    assert teacher.dataset.eval_split == "test" and runs["none/seed_0"].config.loss.at_beta == 0.0
+    assert len(runs) == 1 + 4 * 5
+
+
+def test_table5_imagenet_experiment_carries_the_paper_numbers_and_the_last_two_groups():
+    config = experiment_config("table5_imagenet")
+    assert dict(config.paper_reference.errors) == {"none": 30.4, "at": 29.3, "teacher": 26.1}
+    runs = {run.name: run for run in experiments_plan.plan(config, "/x")}
+    assert sorted(runs) == ["at/seed_0", "none/seed_0", "teacher"]
+    at = runs["at/seed_0"].config
+    assert at.loss.at_beta == 1e3 and tuple(map(tuple, at.loss.at_pairs)) == ((2, 2), (3, 3))
+    assert at.dataset.pipeline == "stream" and at.model == "resnet18" and runs["teacher"].config.model == "resnet34"

@@ -58,10 +58,11 @@ def test_train_image_is_deterministic_for_its_rng_and_reduced_decoding_matches_f
 
 def test_eval_image_is_the_centre_crop_after_resizing_to_256_224():
     image = np.zeros((140, 280, 3), np.uint8)
-    image[:, 140 - 35:140 + 35] = 255      # a centre band as wide as the crop at 1/2 scale... (70 px of 280)
+    image[:, 140 - 35:140 + 35] = 255      # a white band, 70 px wide, in the middle of a 280 px wide image
     crop = host_augment.eval_image(image, "band", 64)
     assert crop.shape == (64, 64, 3)
-    # resize: shorter side 140 -> 73 (64 * 256 / 224); the centre 64 covers 64 / 73 * 140 = 123 px of the band's 70
+    # shorter side 140 -> 73 (= 64 * 256 / 224): the centre 64 px show 64 / 73 * 140 = 123 px of the original,
+    # so the band (70 px) fills the middle of the crop and both edges stay black
     column_means = crop[..., 0].mean(axis=0)
     assert column_means[32] > 250 and column_means[0] < 5 and column_means[-1] < 5
 

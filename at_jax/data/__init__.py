@@ -1,5 +1,9 @@
 """Datasets and augmentation.
 
+Two input paths, chosen in :func:`at_jax.data.from_config.input_data`: small sets held whole in memory (and on
+the devices), and large ones streamed by grain (:mod:`at_jax.data.streaming`, sources in
+:mod:`at_jax.data.stream_sources`, host decoding and augmentation in :mod:`at_jax.data.host_augment`).
+
 ``dataset_from_config(config.dataset)`` (or ``load_dataset(name, data_dir, seed=...)``) returns a
 :class:`Dataset` (uint8 NHWC images in host memory, int32 labels, per-channel mean/std, recommended crop
 padding and flip); the names are listed in :mod:`at_jax.data.registry`. ``augment_batch`` and ``normalize``

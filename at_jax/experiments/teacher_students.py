@@ -11,7 +11,7 @@ from __future__ import annotations
 import ml_collections
 from absl import logging
 
-from at_jax.experiments.plan import without_transfer_terms
+from at_jax.experiments.plan import as_teacher, without_transfer_terms
 from at_jax.losses import method_name
 from at_jax.run_files import SUMMARY_FILE, absolute, as_path, read_json
 from at_jax.training import train_and_evaluate
@@ -47,8 +47,7 @@ def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> di
     if teacher_dir:
         summaries["teacher"] = given_teacher(teacher_dir)
     else:
-        teacher_config = single_run(without_transfer(config))  # one teacher for all students
-        teacher_config.model = config.teacher.model
+        teacher_config = as_teacher(single_run(without_transfer(config)))  # one teacher for all students
         teacher_dir = str(absolute(workdir) / "teacher")  # absolute: the students' config.json finds it from anywhere
         summaries["teacher"] = train_and_evaluate(teacher_config, teacher_dir)
     summaries["student"] = train_and_evaluate(without_transfer(config), str(as_path(workdir) / "student"))

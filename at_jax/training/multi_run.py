@@ -171,7 +171,8 @@ def unrolled_train_step(step: Callable, runs: int) -> Callable:
     compile time)."""
 
     def unrolled(state, teacher_variables, data, indices):
-        outputs = [step(unstack(state, index), teacher_variables, data, unstack(indices, index)) for index in range(runs)]
+        outputs = [step(unstack(state, index), teacher_variables, data, unstack(indices, index))
+                   for index in range(runs)]
         return stack([output[0] for output in outputs]), stack([output[1] for output in outputs])
 
     return unrolled
