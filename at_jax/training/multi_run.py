@@ -86,8 +86,9 @@ def run_specs(config: ml_collections.ConfigDict) -> list[RunSpec]:
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ConfigError(f"parallel_seeds must be an integer >= 1, got {seeds!r}")
     if len(values) * seeds != runs:
-        raise ConfigError(f"parallel_values has {len(values)} values and parallel_seeds is {seeds}, but "
-                         f"parallel_runs is {runs}; give {len(values) * seeds} (one run per value and seed)")
+        raise ConfigError(f"parallel_values has {len(values)} values but parallel_runs is {runs}; give one value per "
+                          "run" if seeds == 1 else f"parallel_values has {len(values)} values and parallel_seeds is "
+                          f"{seeds}, but parallel_runs is {runs}; give {len(values) * seeds} (one run per value and seed)")
     numbers = []
     for value in values:
         if isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.number)) \
