@@ -22,6 +22,7 @@ that they compress like photographs) first.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -73,6 +74,7 @@ def run_jax(args: argparse.Namespace) -> float:
         return time_batches(iterator, args.warmup, args.batches)
     finally:
         iterator.close()
+        gc.collect()   # frees the workers' shared-memory batches before exit
 
 
 def run_torch(args: argparse.Namespace) -> float:
