@@ -22,7 +22,6 @@ that they compress like photographs) first.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import time
@@ -64,7 +63,7 @@ def time_batches(iterator, warmup: int, batches: int) -> float:
 
 def run_jax(args: argparse.Namespace) -> float:
     from at_jax.data.stream_sources import open_streaming  # pylint: disable=import-outside-toplevel
-    from at_jax.data.streaming import ProcessPart, train_pipeline  # pylint: disable=import-outside-toplevel
+    from at_jax.data.streaming import ProcessPart, close_pipeline, train_pipeline  # pylint: disable=C0415
     dataset = open_streaming("image_folder", args.data_dir, image_size=args.image_size)
     pipeline = train_pipeline(dataset.train, seed=0, global_batch=args.batch_size, num_steps=10 ** 6,
                               part=ProcessPart(0, args.batch_size), image_size=args.image_size,
@@ -73,8 +72,7 @@ def run_jax(args: argparse.Namespace) -> float:
     try:
         return time_batches(iterator, args.warmup, args.batches)
     finally:
-        iterator.close()
-        gc.collect()   # frees the workers' shared-memory batches before exit
+        close_pipeline(iterator)
 
 
 def run_torch(args: argparse.Namespace) -> float:

@@ -13,6 +13,7 @@ Streaming datasets (``open_streaming``):
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -46,19 +47,24 @@ class TfdsSource:
     """One split of a prepared TFDS dataset (``tfds.data_source``, opened on first use in each process);
     images decoded by TFDS, cut to their bounding box when ``use_bbox`` and the dataset has one."""
 
-    def __init__(self, name: str, split: str, data_dir: str | None, use_bbox: bool, length: int):
-        self.name, self.split, self.data_dir, self.use_bbox, self.length = name, split, data_dir, use_bbox, length
-        self._source = None
+    def __init__(self, name: str, split: str, data_dir: str | None, use_bbox: bool, source: Any):
+        self.name, self.split, self.data_dir, self.use_bbox = name, split, data_dir, use_bbox
+        self.length, self._source, self._lock = len(source), source, threading.Lock()
 
-    def __getstate__(self) -> dict:
-        return dict(self.__dict__, _source=None)
+    def __getstate__(self) -> dict:   # a worker process opens its own source
+        return dict(self.__dict__, _source=None, _lock=None)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict:
         if self._source is None:
-            self._source = open_tfds(self.name, self.data_dir, (self.split,))[0][self.split]
+            with self._lock:   # decoding threads of one process open it once
+                if self._source is None:
+                    self._source = open_tfds(self.name, self.data_dir, (self.split,))[0][self.split]
         example = self._source[index]
         image = np.asarray(example["image"])
         if self.use_bbox and "bbox" in example:
@@ -102,7 +108,7 @@ def _folder(name: str, data_dir: str, image_size: int) -> StreamingDataset:
 def _tfds(name: str, data_dir: str | None, image_size: int, use_bbox: bool) -> StreamingDataset:
     tfds_name, train_split, eval_split = TFDS_SPLITS[name]
     sources, num_classes = open_tfds(tfds_name, data_dir, (train_split, eval_split))
-    train, val = (TfdsSource(tfds_name, split, data_dir, use_bbox, len(sources[split]))
+    train, val = (TfdsSource(tfds_name, split, data_dir, use_bbox, sources[split])
                   for split in (train_split, eval_split))
     return StreamingDataset(name=name, train=train, eval=val, num_classes=num_classes, image_size=image_size)
 

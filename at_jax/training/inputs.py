@@ -12,7 +12,6 @@ grain's workers decode ahead), and the step does not wait as long as the host ke
 """
 from __future__ import annotations
 
-import gc
 import logging as std_logging
 from typing import Any, Iterator
 
@@ -21,7 +20,7 @@ import numpy as np
 from absl import logging
 
 from at_jax.data import Dataset
-from at_jax.data.streaming import ProcessPart, eval_pipeline, train_pipeline
+from at_jax.data.streaming import ProcessPart, close_pipeline, eval_pipeline, train_pipeline
 from at_jax.training import sharding
 from at_jax.training.batches import device_data, job_batch_indices
 
@@ -124,21 +123,12 @@ class StreamInputs:
             for batch in iterator:
                 yield sharding.host_local_to_global(batch, self.mesh)
         finally:
-            _close(iterator)
+            close_pipeline(iterator)
 
     def close(self) -> None:
         for iterator in self.iterators:
-            _close(iterator)
+            close_pipeline(iterator)
         self.iterators = []
-
-
-def _close(iterator: Any) -> None:
-    """Stops a grain iterator's workers; the collection frees the shared-memory batches still held in reference
-    cycles (left to the interpreter's exit, they are reported as "leaked shared_memory objects")."""
-    close = getattr(iterator, "close", None)
-    if close is not None:
-        close()
-        gc.collect()
 
 
 def make_inputs(kind: str, dataset: Any, batch_size: int, eval_chunk: int, mesh, *, num_steps: int,
