@@ -99,7 +99,8 @@ def main() -> None:
     parser.add_argument("--framework", choices=("jax", "torch"))
     parser.add_argument("--data-dir")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="jax: decoding threads per worker")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="jax: decoding threads per worker (default: the trainer's, 1 with workers, 4 without)")
     parser.add_argument("--torch-uint8", action="store_true",
                         help="torch: uint8 tensors (PILToTensor), no host normalisation, as at_jax's batches")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -118,8 +119,12 @@ def main() -> None:
     seconds = (run_jax if args.framework == "jax" else run_torch)(args)
     images_per_second = args.batches * args.batch_size / seconds
     workers = max(1, args.workers)
+    threads = 1
+    if args.framework == "jax":   # the torch environment need not have at_jax's dependencies
+        from at_jax.data.streaming import decoding_threads  # pylint: disable=import-outside-toplevel
+        threads = decoding_threads(args.workers, args.threads)
     common.emit(dict(common.machine_facts(), framework=args.framework, torch_uint8=args.torch_uint8,
-                     workers=args.workers, threads=args.threads,
+                     workers=args.workers, threads=threads,
                      batch_size=args.batch_size, image_size=args.image_size, batches=args.batches,
                      images_per_second=round(images_per_second, 1),
                      ms_per_image_per_worker=round(1000 * workers / images_per_second, 3)), args.json)

@@ -58,6 +58,10 @@ class Dataset:
             raise DatasetError(f"{self.name}: mean/std need one value per channel ({channels})")
 
     @property
+    def num_train(self) -> int:
+        return len(self.train_labels)
+
+    @property
     def image_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of one image."""
         return tuple(self.train_images.shape[1:])

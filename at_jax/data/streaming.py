@@ -11,7 +11,8 @@ Eval: the eval split in chunks of ``chunk`` (the last one padded, with ``mask`` 
 process reading its slice of every chunk.
 
 ``workers`` > 0 decodes in that many worker processes (``mp_prefetch``), each producing whole batches with
-``threads`` decoding threads; 0 decodes in threads of this process (tests, small sets).
+``threads`` decoding threads; 0 decodes in threads of this process (tests, small sets). ``threads=None``:
+:func:`decoding_threads`.
 """
 from __future__ import annotations
 
@@ -40,6 +41,16 @@ class ProcessPart:
     def of(cls, global_batch: int, process_index: int, process_count: int) -> "ProcessPart":
         size = global_batch // process_count
         return cls(process_index * size, size)
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.start + self.size)
+
+
+def decoding_threads(workers: int, threads: int | None = None) -> int:
+    """Decoding threads per batch: ``threads`` when given, else 1 in each worker process (the workers already
+    fill the CPUs) and 4 when this process decodes alone (``workers`` = 0)."""
+    return threads if threads is not None else (1 if workers > 0 else 4)
 
 
 def _decode_all(function: Callable[[int], np.ndarray], count: int, threads: int) -> list[np.ndarray]:
@@ -144,17 +155,19 @@ def _pipeline(elements: Any, workers: int):
 
 
 def train_pipeline(source: Any, *, seed: int, global_batch: int, num_steps: int, part: ProcessPart,
-                   image_size: int, workers: int, threads: int = 4, first_step: int = 0):
+                   image_size: int, workers: int, threads: int | None = None, first_step: int = 0):
     """grain ``IterDataset`` of this process's batches of steps first_step .. num_steps - 1 (module docstring)."""
     import grain  # pylint: disable=import-outside-toplevel
     elements = grain.MapDataset.range(first_step, num_steps).map(
-        TrainBatch(source, seed=seed, global_batch=global_batch, part=part, image_size=image_size, threads=threads))
+        TrainBatch(source, seed=seed, global_batch=global_batch, part=part, image_size=image_size,
+                   threads=decoding_threads(workers, threads)))
     return _pipeline(elements, workers)
 
 
-def eval_pipeline(source: Any, *, chunk: int, part: ProcessPart, image_size: int, workers: int, threads: int = 4):
+def eval_pipeline(source: Any, *, chunk: int, part: ProcessPart, image_size: int, workers: int,
+                  threads: int | None = None):
     """grain ``IterDataset`` of this process's part of every eval chunk (the last one padded)."""
     import grain  # pylint: disable=import-outside-toplevel
     elements = grain.MapDataset.range(-(-len(source) // chunk)).map(
-        EvalBatch(source, chunk=chunk, part=part, image_size=image_size, threads=threads))
+        EvalBatch(source, chunk=chunk, part=part, image_size=image_size, threads=decoding_threads(workers, threads)))
     return _pipeline(elements, workers)

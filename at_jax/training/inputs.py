@@ -4,7 +4,7 @@ Both give the loop the same four things: the train inputs of ``count`` steps for
 (leading axes ``[count, runs, batch]``), the eval batches (``{"images", "labels", "mask"}`` global arrays), the
 facts the model needs (classes, image shape, mean/std, train size), and, for the streamed path, the iterator
 state saved with each checkpoint. Which one a dataset uses is decided in
-:func:`at_jax.data.from_config.input_pipeline`.
+:func:`at_jax.data.from_config.input_data`.
 
 Streamed batches are assembled from each process's part with ``jax.make_array_from_process_local_data``; the
 transfer is dispatched asynchronously, so while the devices run one call the host prepares the next (and
@@ -25,6 +25,11 @@ from at_jax.training import sharding
 from at_jax.training.batches import device_data, job_batch_indices
 
 
+def this_process_part(global_batch: int) -> ProcessPart:
+    """The slots of a global batch that this process loads (contiguous, in process order)."""
+    return ProcessPart.of(global_batch, jax.process_index(), jax.process_count())
+
+
 class DeviceInputs:
     """The dataset whole on every device; a step's inputs are its example indices."""
 
@@ -32,7 +37,7 @@ class DeviceInputs:
 
     def __init__(self, dataset: Dataset, batch_size: int, eval_chunk: int, mesh):
         self.dataset, self.batch_size, self.eval_chunk, self.mesh = dataset, batch_size, eval_chunk, mesh
-        self.num_train, self.num_classes = len(dataset.train_labels), dataset.num_classes
+        self.num_train, self.num_classes = dataset.num_train, dataset.num_classes
         self.image_shape, self.mean, self.std = dataset.image_shape, dataset.mean, dataset.std
         self.data = device_data(dataset, eval_chunk, mesh)
         self._slice = jax.jit(lambda data, start: {
@@ -44,7 +49,7 @@ class DeviceInputs:
 
     def train_inputs(self, seeds: list[int], step: int, count: int):
         indices = job_batch_indices(seeds, step, count, self.num_train, self.batch_size,
-                                    sharding.process_batch_slice(self.batch_size))
+                                    this_process_part(self.batch_size).slice)
         return sharding.host_local_to_global(indices, self.mesh, batch_axis=indices.ndim - 1)
 
     def eval_batches(self) -> Iterator[dict]:
@@ -76,9 +81,6 @@ class StreamInputs:
         self.iterators: list = []
         self.step = 0
 
-    def _part(self, global_batch: int) -> ProcessPart:
-        return ProcessPart.of(global_batch, jax.process_index(), jax.process_count())
-
     def train_spec(self, runs: int) -> dict:
         return {"images": jax.ShapeDtypeStruct((runs, self.batch_size) + self.image_shape, np.uint8),
                 "labels": jax.ShapeDtypeStruct((runs, self.batch_size), np.int32)}
@@ -92,7 +94,7 @@ class StreamInputs:
             same_layout = saved is not None and saved.get("workers") == self.workers and saved.get("step") == step
             first = 0 if same_layout else step
             pipeline = train_pipeline(self.dataset.train, seed=seed, global_batch=self.batch_size,
-                                      num_steps=self.num_steps, part=self._part(self.batch_size),
+                                      num_steps=self.num_steps, part=this_process_part(self.batch_size),
                                       image_size=self.dataset.image_size, workers=self.workers, first_step=first)
             iterator = iter(pipeline)
             if same_layout:
@@ -116,7 +118,7 @@ class StreamInputs:
         return sharding.host_local_to_global(batch, self.mesh, batch_axis=2)
 
     def eval_batches(self) -> Iterator[dict]:
-        part = self._part(self.eval_chunk)
+        part = this_process_part(self.eval_chunk)
         iterator = iter(eval_pipeline(self.dataset.eval, chunk=self.eval_chunk, part=part,
                                       image_size=self.dataset.image_size, workers=self.workers))
         try:

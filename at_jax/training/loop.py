@@ -126,8 +126,6 @@ def resume_or_start(setup: Setup, job: multi_run.Job) -> "Training":
     if setup.pretrained is not None:
         state = start_from(state, setup.pretrained)
     state = restore_runs(checkpointers, state, stopped)
-    step = int(np.asarray(jax.device_get(state["step"])).reshape(-1)[min(set(range(job.size)) - set(stopped))])
-    setup.inputs.start(list(job.seeds), step, [checkpointer.input_state(step) for checkpointer in checkpointers])
     return Training(setup, job, state, checkpointers, stopped)
 
 
@@ -163,6 +161,8 @@ class Training:
         self.active = [index for index in range(job.size) if index not in stopped]
         self.step = int(np.asarray(jax.device_get(state["step"])).reshape(-1)[self.active[0]])
         self.start_step, self.start_time = self.step, time.time()
+        setup.inputs.start(list(job.seeds), self.step, [checkpointer.input_state(self.step)
+                                                        for checkpointer in checkpointers])
         self.is_chief = jax.process_index() == 0
         self.writers = [MetricWriter(run_dir, resume_step=self.step, enabled=self.is_chief and index in self.active,
                                      tensorboard=self.config.get("tensorboard", True))

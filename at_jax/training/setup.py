@@ -44,7 +44,6 @@ class Setup:
     total_steps: int
     steps_per_epoch: int
     steps_per_call: int
-    eval_chunk: int
     init_state: Callable          # seeds[S] -> stacked initial state (jitted, replicated)
     train_steps: Callable         # (state, metric_sums, teacher_variables, data, inputs[K, S, B...])
     eval_step: Callable           # (params, batch_stats, batch) -> stacked sums
@@ -99,23 +98,22 @@ def augmentation(config: ml_collections.ConfigDict, inputs: Any) -> tuple[int, b
     return pad, flip
 
 
-def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int, int]:
-    """The job's inputs (on device or streamed), its train steps and eval chunk (checked against the batch
-    size and the mesh)."""
+def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int]:
+    """The job's inputs (on device or streamed) and its train steps (checked against the batch size and the
+    mesh)."""
     try:
         sharding.check_batch_size(config.batch_size, mesh)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     kind, dataset = input_data(config.dataset)
-    num_train = len(dataset.train_labels) if kind == "device" else dataset.num_train
-    if config.batch_size > num_train:
-        raise ConfigError(f"batch_size {config.batch_size} exceeds the {num_train} training examples")
-    steps = total_steps(config, num_train)
+    if config.batch_size > dataset.num_train:
+        raise ConfigError(f"batch_size {config.batch_size} exceeds the {dataset.num_train} training examples")
+    steps = total_steps(config, dataset.num_train)
     eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
     workers = int(config.dataset.get("workers", -1))
     inputs = make_inputs(kind, dataset, config.batch_size, eval_chunk, mesh, num_steps=steps,
                          workers=default_workers() if workers < 0 else workers)
-    return inputs, steps, eval_chunk
+    return inputs, steps
 
 
 def check_feature_pairs(objective: Objective, model: Any, teacher: Teacher | None, sample: jax.Array) -> None:
@@ -133,7 +131,7 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     check_config(config)
     use_compilation_cache(config.get("compilation_cache_dir", "auto"))
     mesh = sharding.make_mesh()
-    inputs, steps, eval_chunk = load_inputs(config, mesh)
+    inputs, steps = load_inputs(config, mesh)
     dtype = compute_dtype(config.compute_dtype)
     teacher_dtype = compute_dtype(config.teacher.get("compute_dtype") or config.compute_dtype)
     objective = build_objective(multi_run.structure_loss_config(config.loss, job.specs))
@@ -165,7 +163,6 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
                  pretrained=load_pretrained(init_workdir, config.model) if init_workdir else None,
                  total_steps=steps, steps_per_epoch=inputs.num_train // config.batch_size,
                  steps_per_call=int(config.get("steps_per_call", 0)) or default_steps_per_call(),
-                 eval_chunk=eval_chunk,
                  init_state=jax.jit(jax.vmap(init), out_shardings=sharding.replicated(mesh)),
                  train_steps=jax.jit(make_multi_step(single_step), donate_argnums=(0, 1)),
                  eval_step=jax.jit(eval_step), single_step=single_step)

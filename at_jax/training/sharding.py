@@ -97,19 +97,12 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 def host_local_to_global(local_batch: Any, mesh: Mesh, batch_axis: int = 0) -> Any:
     """Assembles per-process slices of a batch into global arrays sharded over ``data`` on ``batch_axis``.
 
-    Each process passes its own contiguous slice (``process_batch_slice``); on one process this is a plain
+    Each process passes its own contiguous slice (``at_jax.data.streaming.ProcessPart``); on one process this is a plain
     sharded ``device_put``.
     """
     sharding = NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), DATA_AXIS))
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
                         local_batch)
-
-
-def process_batch_slice(global_batch_size: int) -> slice:
-    """The slice of a global batch that this process loads (contiguous, in process order)."""
-    per_process = global_batch_size // jax.process_count()
-    start = jax.process_index() * per_process
-    return slice(start, start + per_process)
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
