@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging as python_logging
 import os
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 from absl import flags
 from absl import logging
@@ -83,16 +84,59 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
             flag_values["config"].value.to_dict()  # a config file that failed to load raises only when read
         return remaining
     except flags.Error as error:
-        fail(_essence(str(error)))
+        fail(unknown_override(argv, flag_values) or _essence(str(error)))
     except AttributeError as error:
         if error.args and isinstance(error.args[0], KeyError):  # an override of a key the config lacks
-            fail(f"unknown config key {error.args[0]} (see the config file for the valid keys)")
+            fail(unknown_override(argv, flag_values) or "unknown config key (see the config file for the valid keys)")
         fail(f"the config file raised AttributeError: {error}")
     except UserError as error:  # e.g. register_term refused a name
         fail(error)
     except Exception as error:  # pylint: disable=broad-except  # config files raise anything
-        fail(_essence(f"{type(error).__name__}: {error}"))
+        fail(unknown_override(argv, flag_values) or _essence(f"{type(error).__name__}: {error}"))
     return []
+
+
+def unknown_override(argv: list[str], flag_values: flags.FlagValues) -> str | None:
+    """``unknown config key loss.at_betaa; did you mean loss.at_beta?`` for the first ``--config.KEY=value``
+    of ``argv`` whose dotted key the config file (loaded without overrides) lacks; None when every key exists
+    (or the file itself does not load: that error is the one to show)."""
+    files = [arg.split("=", 1)[1] for arg in argv[1:] if arg.startswith("--config=")]
+    if "config" not in flag_values or not files:
+        return None
+    try:
+        config = flag_values["config"].parser.parse(files[-1])
+        config.to_dict()
+    except Exception:  # pylint: disable=broad-except  # the file's own error is reported by the caller
+        return None
+    for arg in argv[1:]:
+        if arg.startswith("--config.") or arg.startswith("--noconfig."):
+            key = arg.split("config.", 1)[1].split("=", 1)[0]
+            message = _missing_key(config, key)
+            if message:
+                return message
+    return None
+
+
+def _missing_key(config: Any, dotted: str) -> str | None:
+    """The plain-words message for ``dotted`` when ``config`` lacks it, else None."""
+    node: Any = config
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        is_group = hasattr(node, "keys")  # a ConfigDict or a dict
+        if is_group and part in node:
+            node = node[part]
+            continue
+        parent = ".".join(parts[:depth])
+        if not is_group:
+            return f"unknown config key {dotted}: {parent} is a value, not a group of keys"
+        known = sorted(node.keys())
+        if not known:
+            return f"unknown config key {dotted}: {parent} has no keys in this config (add them in a config file)"
+        close = difflib.get_close_matches(part, known, n=1)
+        if close:
+            return f"unknown config key {dotted}; did you mean {'.'.join(parts[:depth] + close + parts[depth + 1:])}?"
+        return f"unknown config key {dotted}; {parent or 'the config'} has: {', '.join(known)}"
+    return None
 
 
 def _essence(message: str) -> str:

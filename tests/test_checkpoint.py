@@ -56,3 +56,54 @@ def test_saves_are_asynchronous_and_wait_completes_them(tmp_path):
     assert (tmp_path / "checkpoints" / "1").is_dir()
     assert not Checkpointer(str(tmp_path), read_only=True).manager._options.enable_async_checkpointing  # pylint: disable=protected-access
     checkpointer.close()
+
+
+def test_retention_is_stated_once_jobs_keep_two_at_least():
+    from at_jax.training.checkpoint import steps_to_keep  # pylint: disable=import-outside-toplevel
+    assert steps_to_keep(3) == 3 and steps_to_keep(0) == 1
+    assert steps_to_keep(1, job_size=4) == 2 and steps_to_keep(5, job_size=4) == 5
+
+
+def test_resume_step_is_the_common_step_and_newer_ones_are_deleted(tmp_path):
+    from at_jax.training.checkpoint import resume_step  # pylint: disable=import-outside-toplevel
+    first, second = Checkpointer(str(tmp_path / "a"), keep=3), Checkpointer(str(tmp_path / "b"), keep=3)
+    for step in (2, 4, 6):
+        first.save(step, _state(step))
+    for step in (2, 4):
+        second.save(step, _state(step))
+    first.wait(), second.wait()
+    assert resume_step([first, second], [0, 1]) == 4
+    assert sorted(first.all_steps()) == [2, 4] and sorted(second.all_steps()) == [2, 4]
+    assert resume_step([first, second], [0]) == 4   # a stopped run (1) is not asked
+    assert resume_step([Checkpointer(str(tmp_path / "empty"))], [0]) is None
+
+
+def test_finished_summary_needs_every_step(tmp_path):
+    from at_jax.training.checkpoint import finished_summary  # pylint: disable=import-outside-toplevel
+    assert finished_summary(str(tmp_path), 8) is None
+    (tmp_path / "summary.json").write_text(json.dumps({"step": 8, "accuracy": 0.5}))
+    assert finished_summary(str(tmp_path), 8)["accuracy"] == 0.5
+    assert finished_summary(str(tmp_path), 12) is None
+    (tmp_path / "summary.json").write_text(json.dumps({"step": None, "stopped": "nan"}))
+    assert finished_summary(str(tmp_path), 8) is None
+
+
+def test_model_state_is_what_load_run_reads(tmp_path):
+    from at_jax.training.checkpoint import model_state  # pylint: disable=import-outside-toplevel
+    checkpointer = Checkpointer(str(tmp_path))
+    checkpointer.save(0, model_state({"w": np.arange(3.0)}, {"mean": np.ones(2)}))
+    checkpointer.close()
+    (tmp_path / "config.json").write_text(json.dumps({"model": "wrn-10-1", "num_classes": 10}))
+    run = load_run(str(tmp_path))
+    np.testing.assert_array_equal(run.params["w"], np.arange(3.0))
+    np.testing.assert_array_equal(run.batch_stats["mean"], np.ones(2))
+
+
+def test_a_missing_run_names_the_runs_nearby(tmp_path):
+    for name in ("teacher", "student", "sweep/seed_0"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"studnet does not exist; runs in .*: student, sweep/seed_0, teacher"):
+        load_run(str(tmp_path / "studnet"), role="teacher")
+    with pytest.raises(CheckpointError, match=r"no config.json.*runs in .*: student, sweep/seed_0, teacher"):
+        load_run(str(tmp_path), role="init")

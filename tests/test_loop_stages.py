@@ -40,8 +40,8 @@ def test_a_finished_run_returns_before_set_up_and_keeps_its_files(teacher_dir, m
 
 def test_finished_summary_needs_all_steps(teacher_dir):
     job = multi_run.plan_job(tiny_config(), teacher_dir)
-    assert loop.finished_summary(tiny_config(), job)["step"] == 8
-    assert loop.finished_summary(tiny_config(num_train_steps=12), job) is None  # a longer run resumes
+    assert loop.finished_job_summary(tiny_config(), job)["step"] == 8
+    assert loop.finished_job_summary(tiny_config(num_train_steps=12), job) is None  # a longer run resumes
 
 
 def test_set_up_builds_what_the_loop_needs_and_writes_nothing(teacher_dir, tmp_path):

@@ -190,6 +190,41 @@ def test_config_file_errors_say_what_failed(tmp_path, cli_error):
     assert "unknown config key" in message and "no_such" in message
 
 
+def test_a_mistyped_config_key_is_named_in_plain_words(tmp_path, cli_error):
+    workdir = tmp_path / "x"
+    message = cli_error(["--workdir", str(workdir), "--config.los.at_beta=1"])
+    assert message == "at_jax: error: unknown config key los.at_beta; did you mean loss.at_beta?"
+    message = cli_error(["--workdir", str(workdir), f"--config={TINY_CONFIG}", "--config.loss.at_betaa=1"])
+    assert message == "at_jax: error: unknown config key loss.at_betaa; did you mean loss.at_beta?"
+    message = cli_error(["--workdir", str(workdir), f"--config={TINY_CONFIG}", "--config.loss.qqqqqq=1"])
+    assert message.startswith("at_jax: error: unknown config key loss.qqqqqq; loss has: at_beta, at_form")
+    message = cli_error(["--workdir", str(workdir), f"--config={TINY_CONFIG}", "--config.seed.x=1"])
+    assert message == "at_jax: error: unknown config key seed.x: seed is a value, not a group of keys"
+    assert "\\n" not in message and "'" not in message and not workdir.exists()
+
+
+def test_names_that_match_nothing_are_refused_naming_what_exists(tmp_path, cli_error, teacher_dir):
+    workdir = tmp_path / "x"
+    message = cli_error(["--workdir", str(workdir), f"--config={TINY_CONFIG}",
+                         "--config.freeze.modules=('no_such_layer',)"])
+    assert "freeze.modules 'no_such_layer' matches no module of wrn-10-1" in message
+    assert "conv0" in message and "group0_block0" in message
+    missing = os.path.join(os.path.dirname(teacher_dir), "no_such_run")
+    message = cli_error(["--workdir", str(workdir), f"--config={TINY_CONFIG}", f"--config.init.workdir={missing}"])
+    assert "no_such_run does not exist; runs in" in message and "session_teacher" in message
+    assert not workdir.exists()
+
+
+def test_a_file_as_workdir_is_named_as_such_on_every_path(tmp_path, cli_error):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    message = cli_error(["--workdir", str(afile)])   # the default teacher-then-students run
+    assert message == f"at_jax: error: workdir {afile} exists and is not a directory"
+    message = cli_error(["--workdir", str(afile / "run"), f"--config={TINY_CONFIG}"])
+    assert message == f"at_jax: error: workdir {afile / 'run'}: {afile} exists and is not a directory"
+    assert afile.read_text() == "mine"
+
+
 def test_internal_errors_keep_their_traceback(tmp_path, monkeypatch, run_main):
     """A bug (here a ValueError raised inside the trainer) is not turned into a one-line user error."""
     from at_jax import training  # pylint: disable=import-outside-toplevel

@@ -21,7 +21,7 @@ from at_jax.experiments.plan import (TEACHER, PlannedRun, check_consistent, job_
                                      plan, run_groups, seed_list)
 from at_jax.run_files import SUMMARY_FILE, as_path, read_json
 from at_jax.training import train_and_evaluate
-from at_jax.training.checkpoint import load_run
+from at_jax.training.checkpoint import finished_summary, load_run
 from at_jax.training.setup import total_steps
 
 TrainFn = Callable[[ml_collections.ConfigDict, str], dict]
@@ -40,14 +40,6 @@ class StepCounter:
         if key not in self._num_train:
             self._num_train[key] = len(dataset_from_config(run_config.dataset).train_labels)
         return total_steps(run_config, self._num_train[key])
-
-
-def finished_summary(run: PlannedRun, steps: int) -> dict | None:
-    """The run's summary when it finished all ``total_steps`` steps, else None."""
-    summary = read_json(as_path(run.workdir) / SUMMARY_FILE)
-    if summary is not None and summary.get("step") == steps and summary.get("accuracy") is not None:
-        return summary
-    return None
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn: TrainFn | None = None,
@@ -77,7 +69,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *, train_fn:
     for group in run_groups(runs, bool(config.get("parallel_seeds", False))):
         pending = []
         for run in group:
-            summary = finished_summary(run, steps.total_steps(run.config))
+            summary = finished_summary(run.workdir, steps.total_steps(run.config))
             if on_run is not None:
                 on_run(index, len(runs), run, summary is not None)
             index += 1

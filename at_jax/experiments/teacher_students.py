@@ -17,6 +17,7 @@ from at_jax.run_files import SUMMARY_FILE, absolute, as_path, read_json
 from at_jax.training import train_and_evaluate
 from at_jax.training.checkpoint import load_run
 from at_jax.training.multi_run import single_run
+from at_jax.training.workdir import check_writable
 
 
 def without_transfer(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -42,6 +43,7 @@ def teacher_then_students(config: ml_collections.ConfigDict, workdir: str) -> di
 
     With ``config.parallel_runs`` the teacher is one run; the plain student is a seed job like the
     transfer student's (one run when the transfer student sweeps a loss weight)."""
+    check_writable(workdir)  # the workdir itself, before its teacher/ and student/ folders are checked
     summaries = {}
     teacher_dir = config.teacher.workdir
     if teacher_dir:

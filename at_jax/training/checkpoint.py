@@ -6,6 +6,11 @@ per process in ``WORKDIR/input_state/`` (written before the checkpoint, pruned w
 orbax writes each step to a temporary directory and renames it when complete, so a run killed at any moment
 (even during a save) leaves only whole checkpoints behind; re-running the same command restores the newest.
 Workdirs may be local paths or URLs (:mod:`at_jax.run_files`).
+
+This module is the one owner of the checkpoint policy: retention (:func:`steps_to_keep`: the last N and the
+best), resuming a job of several runs in lockstep (:func:`resume_step`: checkpoints newer than the step every
+run has are deleted), the layout of a saved state (:func:`model_state`, also what importers write), and
+whether a run is finished (:func:`finished_summary`).
 """
 from __future__ import annotations
 
@@ -13,27 +18,63 @@ import dataclasses
 from typing import Any, Mapping
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from at_jax.errors import CheckpointError
-from at_jax.run_files import CONFIG_FILE, INPUT_STATE_DIR, absolute, as_path, check_reachable, read_json, write_json
+from at_jax.run_files import (CONFIG_FILE, INPUT_STATE_DIR, SUMMARY_FILE, absolute, as_path, check_reachable, read_json,
+                              write_json)
 
 BEST_METRIC = "accuracy"
+#: A job of several runs keeps two steps at least, so that a save interrupted between runs leaves a common step.
+MIN_KEEP_IN_JOB = 2
+
+
+def steps_to_keep(keep: int, job_size: int = 1) -> int:
+    """How many of the newest checkpoints a run keeps (besides the best): ``keep``, at least one, and at least
+    :data:`MIN_KEEP_IN_JOB` in a job of several runs."""
+    return max(1, keep) if job_size == 1 else max(keep, MIN_KEEP_IN_JOB)
+
+
+def model_state(params: Any, batch_stats: Any, step: int = 0) -> dict:
+    """The saved layout of a model's variables (a train state without optimizer): what :func:`load_run` reads
+    and what an importer writes for a model trained elsewhere."""
+    return {"step": np.int32(step), "params": {"model": params}, "batch_stats": batch_stats}
+
+
+def finished_summary(workdir: str, steps: int) -> dict | None:
+    """``workdir``'s ``summary.json`` when it records all ``steps`` train steps (the run is finished), else
+    None. A run of a job that stopped (non-finite loss) records no step and is not finished."""
+    summary = read_json(as_path(workdir) / SUMMARY_FILE)
+    return summary if summary is not None and summary.get("step") == steps else None
+
+
+def resume_step(checkpointers: "list[Checkpointer]", active: list[int]) -> int | None:
+    """The newest step that every active run of a job has saved (None: none). Newer checkpoints of active
+    runs (a save interrupted between runs) are deleted, so that the job continues in lockstep."""
+    steps = [set(checkpointers[index].all_steps()) for index in active]
+    common = set.intersection(*steps) if steps else set()
+    step = max(common) if common else None
+    for index in active:
+        for newer in [saved for saved in checkpointers[index].all_steps() if step is None or saved > step]:
+            checkpointers[index].manager.delete(newer)
+    return step
 
 
 class Checkpointer:
-    """orbax ``CheckpointManager`` over ``workdir/checkpoints``: the last ``keep`` steps plus the best one.
+    """orbax ``CheckpointManager`` over ``workdir/checkpoints``: the last steps (:func:`steps_to_keep`) plus the
+    best one.
 
     ``best`` ranks checkpoints saved with ``metrics={"accuracy": ...}``. Saves are asynchronous: :meth:`save` returns once the state is copied to host memory and orbax writes it
     in the background (each step to a temporary directory, renamed when complete); the next save, :meth:`wait`
     and :meth:`close` wait for the one in flight.
     """
 
-    def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+    def __init__(self, workdir: str, keep: int = 3, read_only: bool = False, job_size: int = 1):
         self.directory = checkpoint_directory(workdir)
         policy = checkpoint_managers.AnyPreservationPolicy([
-            checkpoint_managers.LatestN(n=max(1, keep)),
+            checkpoint_managers.LatestN(n=steps_to_keep(keep, job_size)),
             checkpoint_managers.BestN(get_metric_fn=lambda metrics: metrics[BEST_METRIC], n=1,
                                       keep_checkpoints_without_metrics=False),
         ])
@@ -111,6 +152,26 @@ def read_saved_config(workdir: str) -> dict:
     return config
 
 
+def runs_near(path) -> str:
+    """``"; runs in DIR: a, b/c"`` naming the at_jax runs in ``path`` or, when it does not exist, in its
+    nearest existing folder (two levels deep at most); "" when there are none."""
+    folder = path
+    while not folder.is_dir() and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        return ""
+    found = []
+    for child in sorted(folder.iterdir()):
+        if child.is_dir() and (child / CONFIG_FILE).exists():
+            found.append(child.name)
+        elif child.is_dir():
+            found += [f"{child.name}/{inner.name}" for inner in sorted(child.iterdir())
+                      if inner.is_dir() and (inner / CONFIG_FILE).exists()]
+    if not found:
+        return f"; {folder} holds no at_jax run"
+    return f"; runs in {folder}: {', '.join(found[:12])}" + (" ..." if len(found) > 12 else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunCheckpoint:
     """A finished run's config (as saved) and its model variables."""
@@ -130,7 +191,10 @@ def load_run(workdir: str, role: str = "run") -> RunCheckpoint:
                                                             "run's workdir" if role == "teacher" else ""))
     directory = check_reachable(workdir, role=f"{role} workdir")
     if not directory.is_dir():
-        raise CheckpointError(f"{role} workdir {workdir} does not exist")
+        raise CheckpointError(f"{role} workdir {workdir} does not exist{runs_near(directory)}")
+    if not (directory / CONFIG_FILE).exists():
+        raise CheckpointError(f"{role} workdir {workdir} has no config.json: it is not the workdir of an at_jax "
+                              f"run{runs_near(directory)}")
     config = read_saved_config(workdir)
     if (config.get("parallel_runs") or 0) >= 2:
         runs = sorted(str(run) for run in directory.iterdir() if (run / CONFIG_FILE).exists())

@@ -28,9 +28,25 @@ from at_jax.training.checkpoint import load_run
 BATCH_NORM_NAME = re.compile(r"(^|_)bn\d*$")
 
 
+def frozen_prefixes(freeze_config: Any) -> tuple[str, ...]:
+    """``freeze.modules`` as a tuple of name prefixes (one string is one prefix)."""
+    modules = freeze_config.get("modules", ()) or ()
+    return (modules,) if isinstance(modules, str) else tuple(str(prefix) for prefix in modules)
+
+
+def check_freeze(freeze_config: Any, model_params: Any, model_name: str) -> None:
+    """Refuses a ``freeze.modules`` prefix that matches no top-level parameter module of the student, naming
+    the modules there are (a prefix that froze nothing would train everything without a word)."""
+    modules = sorted(model_params) if hasattr(model_params, "keys") else []
+    for prefix in frozen_prefixes(freeze_config or {}):
+        if not prefix or not any(name.startswith(prefix) for name in modules):
+            raise ConfigError(f"freeze.modules {prefix!r} matches no module of {model_name}; its top-level "
+                              f"modules: {', '.join(modules)}")
+
+
 def is_frozen(path: Sequence[str], freeze_config: Any) -> bool:
     """Whether the student parameter at ``path`` (inside ``params["model"]``) is frozen by ``freeze``."""
-    prefixes = tuple(freeze_config.get("modules", ()) or ())
+    prefixes = frozen_prefixes(freeze_config)
     if path and any(path[0].startswith(prefix) for prefix in prefixes):
         return True
     return bool(freeze_config.get("batch_norm", False)) and any(BATCH_NORM_NAME.search(name) for name in path[:-1])

@@ -26,7 +26,7 @@ from absl import logging
 from at_jax.data import dataset_from_config
 from at_jax.errors import NonFiniteLossError, Preempted
 from at_jax.training import multi_run, sharding
-from at_jax.training.checkpoint import Checkpointer, abstract_like
+from at_jax.training.checkpoint import Checkpointer, abstract_like, finished_summary, resume_step
 from at_jax.training.finetune import start_from
 from at_jax.training.metrics import MetricWriter, Progress, check_finite
 from at_jax.training.preemption import PreemptionWatch
@@ -40,7 +40,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     (also in ``workdir/summary.json``); a multi-run job's summary holds each run's under ``"runs"``."""
     job = multi_run.plan_job(config, workdir)
     check_workdirs(job)
-    finished = finished_summary(config, job)
+    finished = finished_job_summary(config, job)
     if finished is not None:
         logging.info("%s finished earlier (step %d): nothing to do", workdir, finished["step"])
         return finished
@@ -63,16 +63,15 @@ def check_workdirs(job: multi_run.Job) -> None:
         check_resume_compatible(run_dir, record)
 
 
-def finished_summary(config: ml_collections.ConfigDict, job: multi_run.Job) -> dict | None:
+def finished_job_summary(config: ml_collections.ConfigDict, job: multi_run.Job) -> dict | None:
     """The saved summary when the job already ran all its steps, else None."""
-    summary = read_json(as_path(job.workdir) / SUMMARY_FILE)
     saved = read_json(as_path(job.workdir) / CONFIG_FILE)
-    if summary is None or saved is None:
+    if saved is None or not (as_path(job.workdir) / SUMMARY_FILE).exists():
         return None
     num_train = saved.get("num_train_examples")
     if num_train is None:  # written before the count was saved
         num_train = len(dataset_from_config(config.dataset).train_labels)
-    return summary if summary.get("step") == total_steps(config, int(num_train)) else None
+    return finished_summary(job.workdir, total_steps(config, int(num_train)))
 
 
 def write_configs(job: multi_run.Job, setup: Setup) -> None:
@@ -92,28 +91,21 @@ def restore_runs(checkpointers: list[Checkpointer], state, stopped: dict[int, st
     job continues in lockstep; stopped runs get their own newest checkpoint back.
     """
     active = [index for index in range(len(checkpointers)) if index not in stopped]
-    common = set.intersection(*(set(checkpointers[index].all_steps()) for index in active)) if active else set()
-    resume_step = max(common) if common else None
+    common_step = resume_step(checkpointers, active)
     runs = []
     for index, checkpointer in enumerate(checkpointers):
-        if index in stopped:
-            run_step = checkpointer.latest_step()
-        else:
-            for newer in [s for s in checkpointer.all_steps() if resume_step is None or s > resume_step]:
-                checkpointer.manager.delete(newer)
-            run_step = resume_step
+        run_step = checkpointer.latest_step() if index in stopped else common_step
         run_state = multi_run.unstack(state, index)
         runs.append(run_state if run_step is None else checkpointer.restore(run_step, abstract_like(run_state)))
-    if resume_step is not None:
-        logging.info("resumed %d run(s) from step %d", len(active), resume_step)
+    if common_step is not None:
+        logging.info("resumed %d run(s) from step %d", len(active), common_step)
     return jax.device_put(multi_run.stack(runs), jax.tree.map(lambda leaf: leaf.sharding, state))
 
 
 def resume_or_start(setup: Setup, job: multi_run.Job) -> "Training":
     """The job's state: initial, or restored from the runs' checkpoints; runs stopped earlier stay stopped."""
-    keep = setup.config.get("keep_checkpoints", 3)
-    # A job of several runs keeps two steps at least, so that a save interrupted between runs leaves a common step.
-    checkpointers = [Checkpointer(run_dir, keep=keep if job.size == 1 else max(keep, 2)) for run_dir in job.run_dirs]
+    checkpointers = [Checkpointer(run_dir, keep=setup.config.get("keep_checkpoints", 3), job_size=job.size)
+                     for run_dir in job.run_dirs]
     stopped = {index: reason for index, run_dir in enumerate(job.run_dirs)
                if (reason := multi_run.stopped_reason(run_dir)) is not None}
     if len(stopped) == job.size:

@@ -23,7 +23,7 @@ from at_jax.losses import Objective, build_objective
 from at_jax.training import multi_run, sharding
 from at_jax.training.compilation_cache import use_compilation_cache
 from at_jax.training.cpu_defaults import default_steps_per_call
-from at_jax.training.finetune import freeze_transform, load_pretrained
+from at_jax.training.finetune import check_freeze, freeze_transform, load_pretrained
 from at_jax.training.inputs import make_inputs
 from at_jax.training.optimizer import make_optimizer
 from at_jax.training.state import compute_dtype, create_train_state
@@ -116,14 +116,16 @@ def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int]:
     return inputs, steps
 
 
-def check_feature_pairs(objective: Objective, model: Any, teacher: Teacher | None, sample: jax.Array) -> None:
-    """Raises :class:`ConfigError` when ``loss.at_pairs`` names a feature the student or teacher lacks."""
-    if teacher is None:
-        return
-    student_features = jax.eval_shape(
-        lambda: model.init_with_output(jax.random.PRNGKey(0), sample, train=False)[0][1])
-    teacher_features = jax.eval_shape(lambda: teacher.model.apply(teacher.variables, sample, train=False)[1])
-    objective.pairs(len(student_features), len(teacher_features))
+def check_names(config: ml_collections.ConfigDict, objective: Objective, model: Any, teacher: Teacher | None,
+                sample: jax.Array) -> None:
+    """Raises :class:`ConfigError` when a name or index the config gives matches nothing in the models
+    (``loss.at_pairs``, ``freeze.modules``); works on shapes only (nothing is computed)."""
+    (_, student_features), variables = jax.eval_shape(
+        lambda: model.init_with_output(jax.random.PRNGKey(0), sample, train=False))
+    check_freeze(config.get("freeze", {}), variables["params"], config.model)
+    if teacher is not None:
+        teacher_features = jax.eval_shape(lambda: teacher.model.apply(teacher.variables, sample, train=False)[1])
+        objective.pairs(len(student_features), len(teacher_features))
 
 
 def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
@@ -139,7 +141,7 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     teacher = (load_teacher(config, inputs.num_classes, mesh, teacher_dtype) if objective.uses_teacher
                else None)
     sample = jnp.zeros((1,) + inputs.image_shape, dtype)
-    check_feature_pairs(objective, model, teacher, sample)
+    check_names(config, objective, model, teacher, sample)
     try:
         transform, schedule = make_optimizer(config.optimizer, steps, config.batch_size)
         transform = freeze_transform(transform, config.get("freeze", {}))

@@ -17,7 +17,7 @@ from at_jax import models
 from at_jax.errors import CheckpointError, WorkdirError
 from at_jax.models.torchvision_weights import IMAGENET_MEAN, IMAGENET_STD, variables_from_torchvision
 from at_jax.run_files import CONFIG_FILE, SUMMARY_FILE, as_path, write_json
-from at_jax.training.checkpoint import Checkpointer
+from at_jax.training.checkpoint import Checkpointer, model_state
 from at_jax.training.workdir import check_writable, save_config
 
 
@@ -66,8 +66,7 @@ def write_imported_run(arch: str, state_dict: Mapping[str, Any], workdir: str, s
     parameters = int(sum(np.size(leaf) for leaf in jax.tree.leaves(variables["params"])))
     as_path(workdir).mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(workdir)
-    checkpointer.save(0, {"step": np.int32(0), "params": {"model": variables["params"]},
-                          "batch_stats": variables["batch_stats"]})
+    checkpointer.save(0, model_state(variables["params"], variables["batch_stats"]))
     checkpointer.close()
     record = {"model": arch, "model_kwargs": {}, "seed": 0,
               "dataset": {"name": "imagenet", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},

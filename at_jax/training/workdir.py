@@ -40,7 +40,9 @@ def check_writable(workdir: str) -> None:
         if parent == probe:
             break
         probe = parent
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+    if not os.path.isdir(probe):
+        raise WorkdirError(f"workdir {workdir}: {probe} exists and is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
         raise WorkdirError(f"workdir {workdir} is not writable")
 
 
