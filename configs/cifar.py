@@ -1,7 +1,18 @@
-"""The official CIFAR recipe (REFERENCE.md), shared by configs/cifar10.py and configs/cifar100.py.
+"""The official CIFAR recipe, shared by configs/cifar10.py and configs/cifar100.py.
 
-SGD momentum 0.9 (no Nesterov), lr 0.1 x0.2 at epochs 60/120/160 of 200, weight decay 5e-4, batch 128,
-reflect-pad 4 + crop + flip, AT beta 1e3 (p=2, mean over channels, l2-normalised), KD T=4 alpha=0.9.
+Source: the AT authors' szagoruyko/attention-transfer ``cifar.py`` (argparse defaults: batchSize 128, lr 0.1,
+epochs 200, weightDecay 5e-4, epoch_step [60,120,160], lr_decay_ratio 0.2, randomcrop_pad 4, temperature 4;
+``torch.optim.SGD(..., lr, 0.9, weight_decay=...)``, no Nesterov; ``at(x)`` = l2-normalised mean over channels
+of x**2) and its README's commands (AT ``--beta 1e+3``, KD ``--alpha 0.9``). So: SGD momentum 0.9, lr 0.1 x0.2
+at epochs 60/120/160 of 200, weight decay 5e-4, batch 128, reflect-pad 4 + crop + flip, AT beta 1e3 (p=2, mean
+over channels, l2-normalised), KD T=4 alpha=0.9. Not reproduced: cifar.py at revision 083a612 zeroes
+SGD's momentum buffers at each rate drop (ours keeps them), and its ``cv2.BORDER_REFLECT`` pad repeats the edge
+pixel (at_jax/data/augment.py's reflect pad does not).
+
+KD temperature: the AT paper (arXiv 1612.03928) states T = 4 for its ResNet transfers only; cifar.py, which
+trains only WRNs, defaults to it. The NIN rows that reuse this recipe (configs/cifar10_nin_gradient.py,
+configs/experiments/table1_nin.py, table3_*.py) keep T = 4: ours to choose, not the paper's.
+
 Methods: none | at | kd | at+kd | factt. The transfer weight decays linearly to 0 over training
 (``loss.beta_schedule = "linear"``, which scales the AT and F-ActT weights, not KD's) for F-ActT and for AT+KD: the
 AT paper decays beta for F-ActT and "in case of combining AT with KD we decay it during training"; it does not

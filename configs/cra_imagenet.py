@@ -14,7 +14,8 @@ The CRA grid is ``config.model_kwargs.cra_grid`` (7; set for -cra models).
 
 Recipe: ``configs/imagenet.py``'s (fb.resnet.torch: batch 256, SGD 0.9 Nesterov, lr 0.1 x0.1 at epochs
 30/60/90 of 100, weight decay 1e-4, RandomResizedCrop 224 + flip; eval resize 256, centre crop 224; bf16
-compute). Reported top-1/top-5 error: ResNet-50 24.20/7.15 -> ResNet-50-CRA 22.77/6.47 (26.31M parameters).
+compute). Reported top-1/top-5 error (Shen & Wen, arXiv 2010.05605): ResNet-50 24.20/7.15 -> ResNet-50-CRA
+22.77/6.47 (26.31M parameters).
 """
 import os
 import sys

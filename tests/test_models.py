@@ -198,14 +198,17 @@ def test_nin_relu_before_pool_switch(batch_norm):
 
 
 def test_nin_follows_nin_lua():
-    """Kernel sizes 5/1/1, 5/1/1, 3/1/1, convs without bias under BN, Torch7 inits (MSR fan-out, BN U(0, 1))."""
+    """Kernel sizes 5/1/1, 5/1/1, 3/1/1, convs without bias under BN, Torch7 inits (MSRinit fan-in, BN U(0, 1))."""
     model = create("nin-wide", 10)
     params = jax.jit(lambda key: model.init(key, jnp.zeros((1, 32, 32, 3)), train=False))(jax.random.key(0))["params"]
     sizes = [params[f"block{b}_{p}_conv"]["kernel"].shape[:2] for b in (1, 2, 3) for p in (1, 2, 3)]
     assert sizes == [(5, 5), (1, 1), (1, 1), (5, 5), (1, 1), (1, 1), (3, 3), (1, 1), (1, 1)]
     assert not any("bias" in params[f"block{b}_{p}_conv"] for b in (1, 2, 3) for p in (1, 2, 3))
-    kernel = np.asarray(params["block2_1_conv"]["kernel"])  # (5, 5, 96, 192): fan-out 25 * 192
-    assert abs(kernel.std() / np.sqrt(2.0 / (25 * 192)) - 1.0) < 0.05
+    # utils.lua MSRinit: N(0, 2 / (kW * kH * nInputPlane)); fan-out (25 * 192) would give a std sqrt(2) smaller
+    kernel = np.asarray(params["block2_1_conv"]["kernel"])  # (5, 5, 96, 192): fan-in 25 * 96
+    assert abs(kernel.std() / np.sqrt(2.0 / (25 * 96)) - 1.0) < 0.05
+    kernel = np.asarray(params["block1_2_conv"]["kernel"])  # (1, 1, 192, 160): fan-in 192 (fan-out 160)
+    assert abs(kernel.std() / np.sqrt(2.0 / 192) - 1.0) < 0.05
     scale = np.asarray(params["block2_1_bn"]["scale"])
     assert scale.min() >= 0.0 and scale.max() <= 1.0 and 0.35 < scale.mean() < 0.65
     assert params["classifier"]["kernel"].shape == (192, 10)

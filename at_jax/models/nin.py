@@ -21,7 +21,9 @@ Options:
     (the Table 3 student "doesn't have ReLU activations before pooling layers", and the Table 3 teacher of
     the activation-AT row); that conv's BN (if any) stays.
 Init as nin.lua (``utils.MSRinit``, and the ``model:reset()`` of ``utils.testModel``): convs N(0, 2 / (k * k *
-out)), biases 0; Torch7 BN scale U(0, 1), bias 0; Torch7 ``nn.Linear`` default U(+-1/sqrt(in)). The global
+in)), fan-in -- wide-residual-networks ``models/utils.lua`` ``MSRinit``, ``n = v.kW*v.kH*v.nInputPlane`` at
+commit ea025180 (an older revision of that line used ``nOutputPlane``) -- biases 0; Torch7 BN scale U(0, 1),
+bias 0; Torch7 ``nn.Linear`` default U(+-1/sqrt(in)). The global
 pool averages the whole map (nin.lua's fixed 8 x 8 pool for a 32 x 32 input); the 3 x 3 average pool divides
 by the clipped window size, as Torch's and PyTorch's ceil mode with zero padding.
 Features for AT: the output of each mlpconv block before its pool (after its last ReLU, or its last conv/BN
@@ -36,7 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from at_jax.models.layers import (BatchNorm, Dtype, check_module_kwargs, is_positive_int, kaiming_normal_fan_out,
+from at_jax.models.layers import (BatchNorm, Dtype, check_module_kwargs, is_positive_int, kaiming_normal_fan_in,
                                   torch_batch_norm_scale, torch_linear_bias, torch_linear_kernel)
 from at_jax.models.registry import register
 
@@ -86,7 +88,7 @@ class NetworkInNetwork(nn.Module):
         padding = (kernel - 1) // 2
         x = nn.Conv(features, (kernel, kernel), padding=((padding, padding), (padding, padding)),
                     use_bias=not self.batch_norm, dtype=self.dtype, param_dtype=jnp.float32,
-                    kernel_init=kaiming_normal_fan_out, name=f"{name}_conv")(x)
+                    kernel_init=kaiming_normal_fan_in, name=f"{name}_conv")(x)
         if self.batch_norm:
             x = BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
                           scale_init=torch_batch_norm_scale, name=f"{name}_bn")(x)

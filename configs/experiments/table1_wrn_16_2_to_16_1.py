@@ -8,7 +8,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _table1 import table1_config  # noqa: E402
 
-# Error %, median of 5 runs (REFERENCE.md; the F-ActT/KD/AT+KD values were read from a damaged copy).
+# Error %, median of 5 runs: the AT paper (arXiv 1612.03928), Table 1. The F-ActT, KD and AT+KD values were
+# transcribed from a damaged copy of the paper: check them against the paper before relying on them.
 PAPER = {"none": 8.77, "at": 7.93, "factt": 8.51, "kd": 7.41, "at+kd": 7.51, "teacher": 6.31}
 
 

@@ -24,7 +24,9 @@ METHODS = {
     "f_max^2": {"at_beta": 1e3, "at_p": 2.0, "at_reduce": "max"},
 }
 LABELS = {"none": "none", "f_sum": "F_sum", "f_sum^2": "F_sum^2", "f_sum^4": "F_sum^4", "f_max^2": "F_max^2"}
-# Error %, median of 5 runs (REFERENCE.md; F_sum^4 and F_max read from a damaged copy).
+# Error %, median of 5 runs: the AT paper (arXiv 1612.03928), Table 2 (the teacher's error: Table 1). F_sum^4
+# and F_max were transcribed from a damaged copy of the paper, in which the exponent of the F_max row is not
+# legible (2 is our reading): check them against the paper before relying on them.
 PAPER = {"none": 8.77, "f_sum": 7.99, "f_sum^2": 7.93, "f_sum^4": 8.09, "f_max^2": 8.08, "teacher": 6.31}
 
 

@@ -22,7 +22,8 @@ from at_jax.experiments.plan import make_experiment_config  # noqa: E402
 
 METHODS = {"at": {"at_beta": 1e3}}
 LABELS = {"at": "activation AT"}
-# Error %, a single deterministic run (REFERENCE.md; read from a damaged copy). No teacher error printed.
+# Error %, a single deterministic run: the AT paper (arXiv 1612.03928), Table 3, activation-AT row; transcribed
+# from a damaged copy of the paper: check it against the paper before relying on it. No teacher error printed.
 PAPER = {"at": 11.2}
 TEACHER_KWARGS = {"relu_before_pool": False}
 
