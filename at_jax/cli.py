@@ -80,7 +80,7 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
     and exit code 2."""
     try:
         remaining = flag_values(argv)
-        if "config" in flag_values and flag_values["config"].value is not None:
+        if "config" in flag_values and hasattr(flag_values["config"].value, "to_dict"):
             flag_values["config"].value.to_dict()  # a config file that failed to load raises only when read
         return remaining
     except flags.Error as error:

@@ -46,3 +46,18 @@ def test_user_term_example_trains_and_logs(tmp_path, run_main):
     record = read_metrics(str(tmp_path / "runs" / "student_logit_match" / "metrics.jsonl"))[0]
     assert record["train/logit_match"] > 0
     assert abs(record["train/total"] - (record["train/task"] + 0.1 * record["train/logit_match"])) < 1e-4
+
+
+def test_user_network_example_trains_with_at_on_named_layers(tmp_path, run_main):
+    """The README's "Your own network" config, as written, through the CLI (two steps per run)."""
+    from at_jax.run_files import read_metrics  # pylint: disable=import-outside-toplevel
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "models.register" in b)
+    config_file = tmp_path / "my_net.py"
+    config_file.write_text(block)
+    run_main([f"--config={config_file}", f"--workdir={tmp_path / 'runs'}", "--config.num_train_steps=2",
+              "--config.log_every_steps=1", "--config.checkpoint_every_steps=2", "--config.progress=False",
+              "--config.tensorboard=False", "--config.dataset.canvas_size=28"])
+    assert sorted(os.listdir(tmp_path / "runs")) == ["student", "student_at", "teacher"]
+    record = read_metrics(str(tmp_path / "runs" / "student_at" / "metrics.jsonl"))[0]
+    assert record["train/at/0"] > 0 and record["train/at/1"] > 0

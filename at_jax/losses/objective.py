@@ -56,6 +56,18 @@ def _pairs(name: str, value: Any) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
+def _layers(name: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """``loss.at_layers``: ("student/path", "teacher/path") pairs of flax module paths."""
+    layers = []
+    for pair in value or ():
+        if (isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2
+                or not all(isinstance(path, str) and path.strip("/") for path in pair)):
+            raise ConfigError(f"{name} must hold (\"student/path\", \"teacher/path\") pairs of module paths, "
+                              f"got {pair!r}")
+        layers.append(tuple(path.strip("/") for path in pair))
+    return tuple(layers)
+
+
 def _fraction(name: str, value: Any) -> float:
     value = _number(name, value)
     if not 0.0 <= value < 1.0:
@@ -71,6 +83,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "at_form": ("code", _choice(LOSS_FORMS)),
     "at_resize": ("pool", _choice(RESIZE_METHODS)),
     "at_pairs": ((), _pairs),
+    "at_layers": ((), _layers),
     "kd_temperature": (4.0, lambda name, value: _number(name, value, positive=True)),
     "beta_schedule": ("constant", _choice(BETA_SCHEDULES)),
     "beta_start": (0.0, lambda name, value: _fraction(name, value)),
@@ -227,6 +240,10 @@ def build_objective(loss_config: Mapping[str, Any] | None = None) -> Objective:
         raise ConfigError(f"unknown loss config field(s) {unknown}; valid: {sorted(set(registered) | set(OPTIONS))}")
     weights = {key: _weight(term, values.get(key, 0.0)) for key, term in registered.items()}
     terms = tuple((term, weights[term.weight_key]) for term in active_terms(weights))
-    options = tuple((name, check(name, values[name]) if name in values else default)
-                    for name, (default, check) in OPTIONS.items())
-    return Objective(terms=terms, options=options)
+    options = dict((name, check(name, values[name]) if name in values else default)
+                   for name, (default, check) in OPTIONS.items())
+    if options["at_layers"]:  # the models' features are then these layers, in order: pair them one to one
+        if options["at_pairs"]:
+            raise ConfigError("set loss.at_layers (module paths) or loss.at_pairs (feature indices), not both")
+        options["at_pairs"] = tuple((index, index) for index in range(len(options["at_layers"])))
+    return Objective(terms=terms, options=tuple(options.items()))

@@ -1,47 +1,137 @@
 """Model registry: ``create(name, num_classes, **kw)`` over name patterns.
 
-Each model file registers a regular expression for its names with :func:`register`; the builder
-receives the regex match, ``num_classes`` and the keyword arguments and returns a flax module
-whose ``__call__(x, train: bool)`` returns ``(logits, features)``.
+Each model file registers a regular expression for its names with :func:`register`. What is registered is
+either a builder ``builder(match, num_classes, **kw) -> module`` or a flax module class, built as
+``Module(num_classes=num_classes, **kw)`` (keywords it has no field for are refused; ``dtype`` is passed
+only when it has that field). Zoo modules' ``__call__(x, train: bool)`` returns ``(logits, features)``.
+
+A user registers a model the same way from any Python file, typically the config file that names it
+(README, "Your own network"). Such a module may return logits only; :func:`create` returns it wrapped in
+:class:`at_jax.models.tap.Network`, which gives it the zoo's interface. The file a user model was registered
+from is recorded (:func:`source_of`) and saved in a run's ``config.json``, so that a later process (a
+student loading this run as its teacher, a figure) registers it again with :func:`load_source`.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
+import inspect
+import os
 import re
-from typing import Callable
+import sys
+from typing import Any, Callable
 
 import flax.linen as nn
 
 from at_jax.errors import ConfigError
 
 Builder = Callable[..., nn.Module]
-_REGISTRY: list[tuple[re.Pattern, Builder, str]] = []
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def register(pattern: str, description: str) -> Callable[[Builder], Builder]:
-    """Registers ``builder(match, num_classes, **kw)`` for names that fully match ``pattern``."""
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    pattern: re.Pattern
+    builder: Builder
+    description: str
+    source: str = ""    # the file a user model was registered from; "" for the zoo
 
-    def decorator(builder: Builder) -> Builder:
-        _REGISTRY.append((re.compile(pattern), builder, description))
-        return builder
+
+_REGISTRY: list[Entry] = []
+
+
+def _caller_file(depth: int = 2) -> str:
+    """The absolute path of the file that called :func:`register` ("" inside at_jax: the zoo)."""
+    frame = inspect.currentframe()
+    for _ in range(depth):
+        frame = frame.f_back if frame is not None else None
+    path = os.path.abspath(frame.f_code.co_filename) if frame is not None else ""
+    return "" if not os.path.isfile(path) or path.startswith(PACKAGE_DIR + os.sep) else path
+
+
+def _module_builder(module_class: type) -> Builder:
+    """A builder for a flax module class: ``num_classes`` and the keywords become its fields."""
+    fields = {field.name for field in dataclasses.fields(module_class)}
+
+    def build(match, num_classes: int, **kwargs):
+        del match
+        if "dtype" not in fields:
+            kwargs.pop("dtype", None)
+        unknown = sorted(set(kwargs) - fields)
+        if unknown:
+            raise TypeError(f"{module_class.__name__} has no field {', '.join(unknown)}")
+        return module_class(**({"num_classes": num_classes} if "num_classes" in fields else {}), **kwargs)
+
+    return build
+
+
+def register(pattern: str, description: str = "") -> Callable[[Any], Any]:
+    """Registers a builder ``builder(match, num_classes, **kw)`` or a flax module class for the names that
+    fully match ``pattern`` (a regular expression). Registering a pattern again replaces the earlier entry
+    (a config file loaded twice); a pattern that takes a zoo model's name is refused."""
+
+    source = _caller_file()
+
+    def decorator(registered: Any) -> Any:
+        is_module = isinstance(registered, type) and issubclass(registered, nn.Module)
+        entry = Entry(re.compile(pattern), _module_builder(registered) if is_module else registered,
+                      description or pattern, source)
+        for index, existing in enumerate(_REGISTRY):
+            if existing.pattern.pattern == pattern:
+                if not existing.source and source:
+                    raise ConfigError(f"model pattern {pattern!r} is at_jax's own; register under another name")
+                _REGISTRY[index] = entry
+                return registered
+        _REGISTRY.append(entry)
+        return registered
 
     return decorator
 
 
 def available() -> list[str]:
     """Human-readable descriptions of the valid model names."""
-    return [description for _, _, description in _REGISTRY]
+    return [entry.description for entry in _REGISTRY]
 
 
-def create(name: str, num_classes: int, **kwargs) -> nn.Module:
+def _entry(name: str) -> tuple[Entry, re.Match] | None:
+    for entry in _REGISTRY:
+        match = entry.pattern.fullmatch(name)
+        if match:
+            return entry, match
+    return None
+
+
+def source_of(name: str) -> str:
+    """The file that registered model ``name`` when a user did; "" for the zoo (or an unknown name)."""
+    found = _entry(name)
+    return found[0].source if found else ""
+
+
+def load_source(path: str) -> None:
+    """Runs the Python file ``path`` (a config file that registers models) so that its models exist here."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"the file that registered the model, {path}, no longer exists")
+    name = f"at_jax_user_models_{abs(hash(os.path.abspath(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+def create(name: str, num_classes: int, **kwargs) -> Any:
     """Builds the model called ``name``; raises :class:`at_jax.errors.ConfigError` (a ``ValueError``) naming
     the valid names otherwise, or saying which option of the name or keywords is invalid."""
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    for pattern, builder, _ in _REGISTRY:
-        match = pattern.fullmatch(name)
-        if match:
-            try:
-                return builder(match, num_classes, **kwargs)
-            except (ValueError, TypeError) as error:  # the builders check their name and keyword options
-                raise ConfigError(f"model {name!r}: {error}") from None
-    raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(available())}")
+    found = _entry(name)
+    if found is None:
+        raise ConfigError(f"unknown model {name!r}; valid names: {', '.join(available())}")
+    entry, match = found
+    try:
+        module = entry.builder(match, num_classes, **kwargs)
+    except (ValueError, TypeError) as error:  # the builders check their name and keyword options
+        raise ConfigError(f"model {name!r}: {error}") from None
+    if entry.source:
+        from at_jax.models.tap import Network  # pylint: disable=import-outside-toplevel
+        return Network(module, name=name)
+    return module

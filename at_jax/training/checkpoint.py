@@ -230,6 +230,8 @@ def model_from_config(config: Mapping, *, dtype: Any = None) -> Any:
     options = dict(config.get("model_kwargs") or {})
     if dtype is not None:
         options["dtype"] = dtype
+    if config.get("model_source") and not models.registry.source_of(config["model"]):
+        models.registry.load_source(config["model_source"])  # a user's model, registered by its file
     return models.create(config["model"], int(config["num_classes"]), **options)
 
 

@@ -20,6 +20,7 @@ from at_jax.data.from_config import input_data
 from at_jax.data.streaming import default_workers
 from at_jax.errors import ConfigError
 from at_jax.losses import Objective, build_objective
+from at_jax.models.tap import tap_layers
 from at_jax.training import multi_run, sharding
 from at_jax.training.compilation_cache import use_compilation_cache
 from at_jax.training.cpu_defaults import default_steps_per_call
@@ -116,16 +117,34 @@ def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int]:
     return inputs, steps
 
 
+#: Loss weights of the terms that compare student and teacher features.
+FEATURE_WEIGHTS = ("at_beta", "factt_beta")
+
+
+def tap_named_layers(objective: Objective, model_name: str, model: Any,
+                     teacher: Teacher | None) -> tuple[Any, Teacher | None]:
+    """Student and teacher whose features are the layers ``loss.at_layers`` names (unchanged without)."""
+    layers = objective.option("at_layers")
+    if not layers or teacher is None:
+        return model, teacher
+    return (tap_layers(model, [student for student, _ in layers], model_name),
+            dataclasses.replace(teacher, model=tap_layers(teacher.model, [path for _, path in layers], teacher.name)))
+
+
 def check_names(config: ml_collections.ConfigDict, objective: Objective, model: Any, teacher: Teacher | None,
                 sample: jax.Array) -> None:
     """Raises :class:`ConfigError` when a name or index the config gives matches nothing in the models
-    (``loss.at_pairs``, ``freeze.modules``); works on shapes only (nothing is computed)."""
+    (``loss.at_pairs``, ``loss.at_layers``, ``freeze.modules``); works on shapes only (nothing is computed)."""
     (_, student_features), variables = jax.eval_shape(
         lambda: model.init_with_output(jax.random.PRNGKey(0), sample, train=False))
     check_freeze(config.get("freeze", {}), variables["params"], config.model)
     if teacher is not None:
         teacher_features = jax.eval_shape(lambda: teacher.model.apply(teacher.variables, sample, train=False)[1])
-        objective.pairs(len(student_features), len(teacher_features))
+        pairs = objective.pairs(len(student_features), len(teacher_features))
+        if not pairs and any(objective.weight(key) > 0 for key in FEATURE_WEIGHTS):
+            raise ConfigError(f"{config.model} ({len(student_features)} features) and the teacher "
+                              f"{teacher.name} ({len(teacher_features)}) have no feature pair to transfer; name "
+                              "layers with loss.at_layers (python -m at_jax.inspect --model=NAME lists them)")
 
 
 def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
@@ -140,6 +159,7 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     model = models.create(config.model, inputs.num_classes, dtype=dtype, **config.get("model_kwargs", {}))
     teacher = (load_teacher(config, inputs.num_classes, mesh, teacher_dtype) if objective.uses_teacher
                else None)
+    model, teacher = tap_named_layers(objective, config.model, model, teacher)
     sample = jnp.zeros((1,) + inputs.image_shape, dtype)
     check_names(config, objective, model, teacher, sample)
     try:

@@ -5,6 +5,7 @@ import os
 from typing import Mapping
 
 from at_jax.errors import WorkdirError
+from at_jax.models.registry import source_of
 from at_jax.run_files import CONFIG_FILE, as_path, check_reachable, is_remote, read_json, write_json
 
 # Keys whose change makes an existing checkpoint meaningless for this run.
@@ -81,6 +82,9 @@ def save_config(workdir: str, config: Mapping, num_classes: int, num_train_examp
     training-set size (so that a finished run is recognised without loading its data)."""
     record = dict(config)
     record["num_classes"] = num_classes
+    source = source_of(str(record.get("model", "")))
+    if source:  # a user's model: the file that registers it, for processes that load this run later
+        record["model_source"] = source
     if num_train_examples is not None:
         record["num_train_examples"] = int(num_train_examples)
     write_json(as_path(workdir) / CONFIG_FILE, record, sort_keys=True, default=str)
