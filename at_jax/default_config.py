@@ -63,6 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.dataset.seed = 0              # the data (canvas placement) seed, separate from the run seed
     config.dataset.pipeline = "auto"     # "device" (in memory) | "stream" (grain) | "auto": data/from_config.py
     config.dataset.workers = -1          # streaming: decoding worker processes; -1 = the CPUs, at most 16
+    config.dataset.verify = False        # True: decode-check every file of an image folder before training
     # Further dataset keys are options of the dataset's generator (here: the cluttered-MNIST canvas).
     config.dataset.canvas_size = 40
     config.dataset.clutter = 6
@@ -78,6 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.teacher = ml_collections.ConfigDict()
     config.teacher.model = "wrn-10-2"
+    config.teacher.model_kwargs = ml_collections.ConfigDict()   # the teacher's own model options (a teacher trained here)
     config.teacher.workdir = ""          # a finished run's workdir (for a student run)
     config.teacher.compute_dtype = ""    # "" = compute_dtype
     config.teacher.num_epochs = 12       # a teacher trained here (pipeline, experiments): 0 = num_epochs
@@ -95,6 +97,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.at_form = "code"
     config.loss.at_resize = "pool"
     config.loss.at_pairs = ()            # () = the last min(n_student, n_teacher) groups, in order
+    # (("student/path", "teacher/path"), ...): AT between these module outputs (python -m at_jax.inspect lists
+    # a model's paths); replaces at_pairs. Works for zoo and user models alike.
+    config.loss.at_layers = ()
     config.loss.kd_alpha = 0.0           # 0 = plain cross-entropy; CIFAR KD uses 0.9
     config.loss.kd_temperature = 4.0
     config.loss.factt_beta = 0.0

@@ -3,8 +3,9 @@
 ARGS (all optional), e.g. ``student=resnet18,teacher=resnet34,method=at``:
 
   dataset  cub | scenes | folder   (default folder) read from ``--config.dataset.data_dir``: ``cub`` is the TFDS
-                                    ``caltech_birds2011`` (a TFDS data dir; images cut to their bounding boxes,
-                                    as the paper did); ``scenes`` and ``folder`` an image folder
+                                    ``caltech_birds2011`` (a TFDS data dir built ``--file_format=array_record``;
+                                    images cut to their bounding boxes, as the paper did); ``scenes`` and
+                                    ``folder`` an image folder
                                     ``DIR/train/<class>/*``, ``DIR/val/<class>/*`` (MIT Indoor Scenes has no
                                     TFDS build: arrange its official train/test lists that way)
   student  resnet18 | resnet34 | resnet50   (default resnet18)

@@ -5,8 +5,10 @@
   2. the python folder of the official archive, `cifar-10-batches-py/` (data_batch_1..5,
      test_batch) or `cifar-100-python/` (train, test), either `data_dir` itself or inside it;
   3. `data_dir/cifar10.npz` or `data_dir/cifar100.npz`;
-  4. a TFDS data dir holding a prepared `cifar10/` or `cifar100/` (array_record), read with
-     `tfds.data_source` (tensorflow_datasets is imported only here; TensorFlow is not needed).
+  4. a TFDS data dir holding a prepared `cifar10/` or `cifar100/` in array_record (`tfds build cifar10
+     --data_dir DIR --file_format=array_record`; TFDS's default, tfrecord, has no random access and is refused
+     in one line), read with `tfds.data_source` (tensorflow_datasets is imported only then; TensorFlow is not
+     needed to read).
 Nothing is downloaded. The pickles are read with an allow-list unpickler (`safe_pickle`), so a
 file crafted to run code is refused instead of executed.
 """
@@ -22,6 +24,7 @@ import numpy as np
 
 from at_jax.data.dataset import Dataset, DatasetError
 from at_jax.data.safe_pickle import UnsafePickleError, load_restricted
+from at_jax.data.tfds_images import build_command, open_tfds
 from at_jax.run_files import as_path, check_reachable
 
 # Normalisation constants of the official attention-transfer code, used for CIFAR-10 and -100.
@@ -65,7 +68,7 @@ def _one_line(error: BaseException) -> str:
 
 def _missing_message(name: str, spec: _CifarSpec, path: str) -> str:
     return (f"{spec.title} not found in {path}: download {spec.url} and extract it there, "
-            f"or run `tfds build {name} --data_dir {path}`, "
+            f"or run `{build_command(name, path)}`, "
             f"or pass an .npz with x_train, y_train, x_test, y_test")
 
 
@@ -176,15 +179,10 @@ def _has_tfds_dataset(path: str, name: str) -> bool:
 
 def _read_tfds(path: str, name: str) -> _Arrays:
     """Both splits through `tfds.data_source` (random access to array_record; no TensorFlow)."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise DatasetError(f"{path} holds a TFDS {name}, but tensorflow_datasets is not installed: "
-                           "pip install tensorflow-datasets") from None
+    sources, _ = open_tfds(name, path, ("train", "test"))  # one-line errors, a tfrecord set included
     arrays = {}
     try:
-        for split in ("train", "test"):
-            source = tfds.data_source(name, split=split, data_dir=path, download=False)
+        for split, source in sources.items():
             count = len(source)
             images, labels = None, np.empty((count,), np.int64)
             for index in range(count):

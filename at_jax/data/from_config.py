@@ -4,18 +4,24 @@
 CIFAR, fine-tuning sets at small sizes); "stream" reads, decodes and augments batches on the host with grain
 (:mod:`at_jax.data.streaming`; image folders, ImageNet, CUB); "auto" (the default) streams a dataset that
 has a streaming source when its decoded train + eval images would exceed ``DEVICE_DATA_LIMIT_BYTES``.
+``dataset.verify``: decode-check every file of an image folder first and fail in one line listing how many are
+unreadable (each logged), before anything is read for training or written.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Mapping
 
+from absl import logging
+
 from at_jax.data.dataset import Dataset, DatasetError
 from at_jax.data.registry import load_dataset
-from at_jax.data.stream_sources import STREAMING_DATASETS, StreamingDataset, open_streaming
+from at_jax.data.stream_sources import STREAMING_DATASETS, StreamingDataset, is_folder_dataset, open_streaming
+from at_jax.data.streaming import default_workers
+from at_jax.data.verify import require_readable
 
 #: Keys of ``config.dataset`` that are not options of the dataset's loader.
-COMMON_KEYS = ("name", "data_dir", "seed", "pipeline", "workers")
+COMMON_KEYS = ("name", "data_dir", "seed", "pipeline", "workers", "verify")
 PIPELINES = ("auto", "device", "stream")
 #: "auto" streams datasets whose decoded images (uint8, train + eval) exceed this; below it they live on device.
 DEVICE_DATA_LIMIT_BYTES = 2 * 1024 ** 3
@@ -42,6 +48,16 @@ def streaming_from_config(dataset_config: Mapping[str, Any]) -> StreamingDataset
     return open_streaming(dataset_config["name"], _data_dir(dataset_config), **_options(dataset_config))
 
 
+def verify_images(name: str, data_dir: str | None, workers: int) -> None:
+    """``dataset.verify``: every image of a folder dataset checked before training (:mod:`at_jax.data.verify`),
+    with ``workers`` threads (-1: the CPUs); datasets read from TFDS or generated in memory have no files to check."""
+    if not is_folder_dataset(name, data_dir):
+        logging.warning("dataset.verify checks image folders; dataset %r at %s is not one: nothing to check",
+                        name, data_dir)
+        return
+    require_readable(data_dir, default_workers() if workers < 0 else workers)
+
+
 def input_data(dataset_config: Mapping[str, Any]) -> tuple[str, Dataset | StreamingDataset]:
     """("device", the dataset in memory) or ("stream", its streaming sources), as ``dataset.pipeline`` says."""
     choice, name = dataset_config.get("pipeline", "auto"), dataset_config["name"]
@@ -50,6 +66,8 @@ def input_data(dataset_config: Mapping[str, Any]) -> tuple[str, Dataset | Stream
     if choice == "stream" and name not in STREAMING_DATASETS:
         raise DatasetError(f"dataset {name!r} has no streaming source (those that do: "
                            f"{', '.join(STREAMING_DATASETS)}); use dataset.pipeline=device")
+    if dataset_config.get("verify", False):
+        verify_images(name, _data_dir(dataset_config), int(dataset_config.get("workers", -1)))
     if choice == "device" or name not in STREAMING_DATASETS:
         return "device", dataset_from_config(dataset_config)
     streaming = streaming_from_config(dataset_config)

@@ -26,7 +26,8 @@ def normalization_stats(normalization: str, train_images: np.ndarray) -> tuple[t
     return (IMAGENET_MEAN, IMAGENET_STD) if normalization == "imagenet" else channel_mean_std(train_images)
 
 
-def _classes(split_dir) -> list[str]:
+def class_folders(split_dir) -> list[str]:
+    """The sorted names of the class folders in ``split_dir`` (its subfolders)."""
     return sorted(entry.name for entry in split_dir.iterdir() if entry.is_dir())
 
 
@@ -39,10 +40,10 @@ def folder_classes(data_dir: str | None):
     for split in ("train", "val"):
         if not (root / split).is_dir():
             raise DatasetError(f"{data_dir} has no {split}/ folder (expected {data_dir}/{split}/<class>/<image>)")
-    classes = _classes(root / "train")
-    if len(classes) < 2 or _classes(root / "val") != classes:
+    classes, val_classes = class_folders(root / "train"), class_folders(root / "val")
+    if len(classes) < 2 or val_classes != classes:
         raise DatasetError(f"{data_dir}: train/ needs >= 2 class folders and val/ the same ones; train has "
-                           f"{len(classes)}, val differs in {sorted(set(classes) ^ set(_classes(root / 'val')))[:3]}")
+                           f"{len(classes)}, val differs in {sorted(set(classes) ^ set(val_classes))[:3]}")
     return root, classes
 
 

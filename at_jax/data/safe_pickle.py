@@ -15,13 +15,16 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-_multiarray = (np._core if hasattr(np, "_core") else np.core).multiarray
+# numpy's array reconstructor, taken from the public pickle protocol (what ``ndarray.__reduce__`` names) rather
+# than from numpy's private modules; pickles name it by module: "numpy.core.multiarray" (numpy < 2, and the
+# CIFAR archives), "numpy._core.multiarray" (numpy 2), or wherever the installed numpy keeps it.
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
 
 # (module, name) pairs the CIFAR files reference, mapped to the objects they stand for.
-# numpy < 2 wrote "numpy.core.multiarray", numpy >= 2 writes "numpy._core.multiarray".
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    (_RECONSTRUCT.__module__, _RECONSTRUCT.__name__): _RECONSTRUCT,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }

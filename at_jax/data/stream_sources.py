@@ -7,7 +7,8 @@ worker process opens its own handles.
 
 Streaming datasets (``open_streaming``):
   "image_folder"      ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` (classes = sorted folder names);
-  "imagenet"          ``data_dir`` is either such an image folder or a TFDS data dir holding ``imagenet2012``;
+  "imagenet"          ``data_dir`` is either such an image folder or a TFDS data dir holding ``imagenet2012``
+                      (array_record: random access);
   "caltech_birds2011" CUB-200-2011 from a TFDS data dir, cut to its bounding boxes.
 """
 from __future__ import annotations
@@ -124,9 +125,14 @@ def open_streaming(name: str, data_dir: str | None, *, image_size: int = 224, no
     if normalization != "imagenet":
         raise DatasetError(f"{name}: the streaming path normalises with ImageNet's mean and std "
                            f"(normalization='imagenet'), got {normalization!r}")
-    if name == "image_folder" or (name == "imagenet" and is_image_folder(data_dir)):
+    if is_folder_dataset(name, data_dir):
         return _folder(name, data_dir, image_size)
     return _tfds(name, data_dir, image_size, bbox_crop)
+
+
+def is_folder_dataset(name: str, data_dir: str | None) -> bool:
+    """Whether dataset ``name`` at ``data_dir`` is read from an image folder (else from TFDS or memory)."""
+    return name == "image_folder" or (name == "imagenet" and is_image_folder(data_dir))
 
 
 def is_image_folder(data_dir: str | None) -> bool:

@@ -1,7 +1,8 @@
 """A prepared TFDS image-classification dataset held in memory, e.g. ``caltech_birds2011`` (CUB-200-2011).
 
 Read through ``tfds.data_source`` (array_record random access; no TensorFlow, nothing downloaded) from
-``dataset.data_dir`` (a TFDS data dir: ``tfds build caltech_birds2011 --data_dir DIR``). Each image is cut to
+``dataset.data_dir`` (a TFDS data dir: ``tfds build caltech_birds2011 --data_dir DIR --file_format=array_record``;
+TFDS's default format, tfrecord, has no random access and is refused in one line). Each image is cut to
 its bounding box when the dataset has one and ``bbox_crop`` is on (CUB's, as the paper's fine-tuning did),
 then resized so that its shorter side is ``image_size`` and centre-cropped. Splits: ``train`` and ``test``.
 The streaming pipeline for datasets that do not fit in memory is issue #13's; this is the on-device path.
@@ -63,6 +64,17 @@ def load_tfds_images(name: str, data_dir: str | None, seed: int = 0, *, image_si
                    pad=max(1, image_size // 8), flip=True)
 
 
+#: TFDS sets that ``tfds build`` prepares only from archives the user downloads (``--manual_dir``).
+MANUAL_DOWNLOAD = ("imagenet2012",)
+
+
+def build_command(name: str, data_dir: str | None, *, overwrite: bool = False) -> str:
+    """The ``tfds build`` command that prepares ``name`` for random access (array_record) in ``data_dir``."""
+    manual = " --manual_dir=TARS" if name in MANUAL_DOWNLOAD else ""
+    return (f"tfds build {name}{manual} --data_dir {data_dir or 'DIR'} --file_format=array_record"
+            + (" --overwrite" if overwrite else ""))
+
+
 def open_tfds(name: str, data_dir: str | None, splits: tuple[str, ...]) -> tuple[dict, int]:
     """``{split: tfds.data_source}`` of a prepared TFDS dataset and its class count; one-line errors."""
     try:
@@ -74,7 +86,28 @@ def open_tfds(name: str, data_dir: str | None, splits: tuple[str, ...]) -> tuple
                    for split in splits}
         num_classes = sources[splits[0]].dataset_info.features["label"].num_classes
     except Exception as error:  # pylint: disable=broad-except  (tfds raises many types; one line)
-        raise DatasetError(f"cannot read the TFDS {name} in {data_dir or '~/tensorflow_datasets'} "
-                           f"(prepare it with `tfds build {name} --data_dir DIR`): "
-                           f"{' '.join(str(error).split())[:200]}") from None
+        raise _open_error(tfds, name, data_dir, error) from None
     return sources, int(num_classes)
+
+
+def _open_error(tfds, name: str, data_dir: str | None, error: Exception) -> DatasetError:
+    """Why ``tfds.data_source`` refused ``name``, in one line: prepared in a format without random access
+    (TFDS's default, tfrecord), not prepared at all, or tfds's own reason."""
+    where = data_dir or "~/tensorflow_datasets"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None)
+        prepared = builder.is_prepared()
+        formats = {f.value for f in builder.info.available_file_formats()}
+        random_access = {f.value for f in tfds.core.FileFormat.with_random_access()}
+    except Exception:  # pylint: disable=broad-except  (a damaged dataset_info.json, an unknown name)
+        prepared, formats, random_access = None, set(), set()
+    if prepared and formats and not formats & random_access:
+        return DatasetError(
+            f"the TFDS {name} in {where} was prepared as {', '.join(sorted(formats))}; at_jax reads TFDS sets by "
+            f"random access, which needs array_record: convert it with `tfds convert_format "
+            f"--dataset_version_dir={builder.data_dir} --out_file_format=array_record` or rebuild it with "
+            f"`{build_command(name, data_dir, overwrite=True)}`")
+    if prepared is False:
+        return DatasetError(f"no prepared TFDS {name} in {where}: prepare it with `{build_command(name, data_dir)}`")
+    return DatasetError(f"cannot read the TFDS {name} in {where} (prepare it with `{build_command(name, data_dir)}`)"
+                        f": {' '.join(str(error).split())[:200]}")

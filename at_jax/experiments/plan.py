@@ -132,19 +132,20 @@ def _copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def as_teacher(run: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``run`` (in place) made the teacher's: ``model = teacher.model`` and, when ``teacher.num_epochs`` > 0,
+    """``run`` (in place) made the teacher's: ``model = teacher.model`` with ``teacher.model_kwargs`` and, when
+    ``teacher.num_epochs`` > 0,
     that many epochs (a teacher may train longer than its students; ``num_train_steps`` > 0 still wins)."""
     run.model = run.teacher.model
+    run.model_kwargs = dict(run.teacher.get("model_kwargs", None) or {})   # the teacher's own options
     if run.teacher.get("num_epochs", 0) > 0:
         run.num_epochs = run.teacher.num_epochs
     return run
 
 
 def teacher_run(config: ml_collections.ConfigDict, workdir: str) -> PlannedRun:
-    """The teacher: ``base`` made the teacher's (:func:`as_teacher`), no transfer terms, no model_kwargs."""
+    """The teacher: ``base`` made the teacher's (:func:`as_teacher`: its own model_kwargs), no transfer terms."""
     run = as_teacher(_copy(config.base))
     run.pipeline = ""
-    run.model_kwargs = {}
     run.seed = config.teacher_seed
     run.teacher.workdir = ""
     without_transfer_terms(run.loss)
