@@ -74,6 +74,15 @@ def user_errors(interrupted: str = "interrupted; re-run the same command to resu
         fail(interrupted, code=130)
 
 
+def check_arguments(argv: list[str], required: tuple[str, ...], flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Ends the command in one line on a stray positional argument or a missing required flag."""
+    if len(argv) > 1:
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in required:
+        if not flag_values[name].value:
+            fail(f"--{name} is required")
+
+
 def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """absl flag parsing (``app.run(main, flags_parser=parse_flags)``): flag and config-file errors
     (missing file, unknown key, bad override value, an exception inside the config file) become one line

@@ -19,7 +19,7 @@ import sys
 
 from absl import app, flags
 
-from at_jax.cli import configure_logging, fail, parse_flags, user_errors
+from at_jax.cli import check_arguments, configure_logging, parse_flags, user_errors
 
 # Stated here too (at_jax.training.timm_import.TIMM_MODELS is the table) so that --help needs no jax.
 MODELS = ("vit_tiny_patch16_224", "deit_small_patch16_224", "convnext_atto", "convnext_tiny", "resnet18", "resnet50")
@@ -31,11 +31,7 @@ flags.DEFINE_string("workdir", None, "The run directory to write (must not hold 
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("model", "weights", "workdir"):
-        if not FLAGS[name].value:
-            fail(f"--{name} is required")
+    check_arguments(argv, ("model", "weights", "workdir"))
     configure_logging()
     from at_jax.training.timm_import import import_timm  # pylint: disable=import-outside-toplevel
     with user_errors():

@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from at_jax.cli import configure_logging, fail, parse_flags, user_errors
+from at_jax.cli import check_arguments, configure_logging, parse_flags, user_errors
 
 ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
@@ -25,11 +25,7 @@ flags.DEFINE_string("workdir", None, "The run directory to write (must not hold 
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("arch", "weights", "workdir"):
-        if not FLAGS[name].value:
-            fail(f"--{name} is required")
+    check_arguments(argv, ("arch", "weights", "workdir"))
     configure_logging()
     from at_jax.training.torchvision_import import import_resnet  # pylint: disable=import-outside-toplevel
     with user_errors():

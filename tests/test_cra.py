@@ -190,7 +190,7 @@ def test_cra_configs_name_valid_models_and_recipes():
     imagenet = load_config("cra_imagenet")
     assert (imagenet.model, imagenet.dataset.name, imagenet.batch_size) == ("resnet50-cra", "imagenet", 256)
     assert imagenet.model_kwargs.cra_grid == 7 and imagenet.optimizer.weight_decay == 1e-4
-    assert set(imagenet.dataset.keys()) == {"name", "data_dir", "seed", "pipeline", "workers", "image_size"}
+    assert set(imagenet.dataset.keys()) == {"name", "data_dir", "seed", "pipeline", "workers", "image_size", "verify"}
     assert imagenet.dataset.pipeline == "stream" and imagenet.optimizer.nesterov
     assert tuple(imagenet.optimizer.decay_at) == (0.3, 0.6, 0.9) and imagenet.optimizer.decay_factor == 0.1
     for config in (cifar, imagenet):
