@@ -203,15 +203,17 @@ def test_a_mistyped_config_key_is_named_in_plain_words(tmp_path, cli_error):
     assert "\\n" not in message and "'" not in message and not workdir.exists()
 
 
-def test_names_that_match_nothing_are_refused_naming_what_exists(tmp_path, cli_error, teacher_dir):
+def test_names_that_match_nothing_are_refused_naming_what_exists(tmp_path, cli_error):
     workdir = tmp_path / "x"
     message = cli_error(["--workdir", str(workdir), f"--config={TINY_CONFIG}",
                          "--config.freeze.modules=('no_such_layer',)"])
     assert "freeze.modules 'no_such_layer' matches no module of wrn-10-1" in message
     assert "conv0" in message and "group0_block0" in message
-    missing = os.path.join(os.path.dirname(teacher_dir), "no_such_run")
+    (tmp_path / "runs" / "teacher").mkdir(parents=True)
+    (tmp_path / "runs" / "teacher" / "config.json").write_text("{}")
+    missing = tmp_path / "runs" / "no_such_run"
     message = cli_error(["--workdir", str(workdir), f"--config={TINY_CONFIG}", f"--config.init.workdir={missing}"])
-    assert "no_such_run does not exist; runs in" in message and "session_teacher" in message
+    assert message.endswith(f"no_such_run does not exist; runs in {tmp_path / 'runs'}: teacher")
     assert not workdir.exists()
 
 
