@@ -135,6 +135,11 @@ class Objective:
         return any(term.init_params is not None for term, _ in self.terms)
 
     @property
+    def pairs_features(self) -> bool:
+        """Whether an active term compares student and teacher features (AT, F-ActT)."""
+        return any(term.pairs_features for term, _ in self.terms)
+
+    @property
     def uses_input_gradients(self) -> bool:
         return any(term.input_gradient for term, _ in self.terms)
 

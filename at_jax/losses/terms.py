@@ -75,6 +75,7 @@ class LossTerm:
     input_gradient: bool = False
     scheduled: bool = False
     replaces_ce: bool = False
+    pairs_features: bool = False   # compares student and teacher features paired by at_pairs / at_layers
     max_weight: float = math.inf
     method: str = ""          # short name in run and method names (default: name)
     label: str = ""           # name in result tables (default: name)
@@ -201,11 +202,12 @@ def _input_gradient_term(function: Callable) -> Callable[[TermInputs], Any]:
 
 
 _BUILTIN = (
-    LossTerm("at", "at_beta", _attention_transfer, needs_teacher=True, scheduled=True, label="AT"),
+    LossTerm("at", "at_beta", _attention_transfer, needs_teacher=True, scheduled=True, pairs_features=True,
+             label="AT"),
     LossTerm("kd", "kd_alpha", _distillation, needs_teacher=True, replaces_ce=True, max_weight=1.0,
              label="KD"),
     LossTerm("factt", "factt_beta", _full_activation_transfer, needs_teacher=True, scheduled=True,
-             label="F-ActT", init_params=_init_adapters),
+             pairs_features=True, label="F-ActT", init_params=_init_adapters),
     LossTerm("grad_at", "grad_at_beta", _gradient_transfer, needs_teacher=True, input_gradient=True,
              label="grad AT"),
     LossTerm("grad_penalty", "grad_penalty_beta", _input_gradient_term(gradient.input_gradient_penalty),

@@ -117,10 +117,6 @@ def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int]:
     return inputs, steps
 
 
-#: Loss weights of the terms that compare student and teacher features.
-FEATURE_WEIGHTS = ("at_beta", "factt_beta")
-
-
 def tap_named_layers(objective: Objective, model_name: str, model: Any,
                      teacher: Teacher | None) -> tuple[Any, Teacher | None]:
     """Student and teacher whose features are the layers ``loss.at_layers`` names (unchanged without)."""
@@ -141,7 +137,7 @@ def check_names(config: ml_collections.ConfigDict, objective: Objective, model: 
     if teacher is not None:
         teacher_features = jax.eval_shape(lambda: teacher.model.apply(teacher.variables, sample, train=False)[1])
         pairs = objective.pairs(len(student_features), len(teacher_features))
-        if not pairs and any(objective.weight(key) > 0 for key in FEATURE_WEIGHTS):
+        if not pairs and objective.pairs_features:
             raise ConfigError(f"{config.model} ({len(student_features)} features) and the teacher "
                               f"{teacher.name} ({len(teacher_features)}) have no feature pair to transfer; name "
                               "layers with loss.at_layers (python -m at_jax.inspect --model=NAME lists them)")
