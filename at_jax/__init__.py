@@ -20,8 +20,22 @@ def load_model(workdir: str) -> tuple[Any, dict]:
     return load(workdir)
 
 
+def train(config: Any, workdir: str) -> dict:
+    """Trains ``config`` (a ConfigDict, e.g. from :func:`get_config`; None = the embedded default) in ``workdir``
+    as ``python -m at_jax.train`` does, resuming, and returns the summary (the default pipeline: the summaries
+    of teacher and students by name). See :mod:`at_jax.experiments.notebook`."""
+    from at_jax.experiments.notebook import train as run  # pylint: disable=import-outside-toplevel
+    return run(config, workdir)
+
+
+def get_config(path: str | None = None) -> Any:
+    """The locked ConfigDict of a config file (``"configs/X.py[:ARG]"``; None: the embedded default)."""
+    from at_jax.experiments.notebook import get_config as load  # pylint: disable=import-outside-toplevel
+    return load(path)
+
+
 __all__ = [
     "attention_map", "at_loss", "kd_loss", "cross_entropy", "factt_loss", "build_objective",
     "input_gradient", "gradient_at_loss", "input_gradient_penalty", "flip_symmetry_loss", "models",
-    "losses", "register_term", "load_model",
+    "losses", "register_term", "load_model", "train", "get_config",
 ]

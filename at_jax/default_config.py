@@ -52,7 +52,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.compute_dtype = "float32"     # "bfloat16": bf16 compute, float32 parameters and optimizer
     config.compilation_cache_dir = "auto"   # persistent XLA cache; "auto" = ~/.cache/at_jax/..., "" = off
     config.progress = True
-    config.tensorboard = True
     # "teacher_then_students": train teacher.model, then the student without and with the transfer terms
     # below, in workdir/teacher, workdir/student, workdir/student_<method>; "" trains one model.
     config.pipeline = "teacher_then_students"
@@ -88,6 +87,23 @@ def get_config() -> ml_collections.ConfigDict:
     config.augment = ml_collections.ConfigDict()
     config.augment.pad = -1              # reflect-pad + random crop; 0 = no crop
     config.augment.flip = "dataset"      # "dataset" | "on" | "off"
+    # Mixup / CutMix (0 = off): Beta(alpha, alpha) mixing of the batch with itself reversed, in the step; the
+    # teacher sees the very same mixed image, the hard-label loss uses the mixed labels. Both > 0: one of the
+    # two per step, with equal odds.
+    config.augment.mixup_alpha = 0.0
+    config.augment.cutmix_alpha = 0.0
+
+    # Exponential moving average of the student's parameters and BN statistics (0 = off), e.g. 0.999;
+    # evaluated beside the raw weights (eval/ema_accuracy); use_for_final: the EMA weights are the run's model.
+    config.ema = ml_collections.ConfigDict()
+    config.ema.decay = 0.0
+    config.ema.use_for_final = False
+
+    # Where metrics go: comma-separated, of "jsonl" (always written), "tensorboard", "wandb" (pip install
+    # wandb; honours WANDB_MODE=offline). Config and summary go to each writer that takes them.
+    config.metrics = ml_collections.ConfigDict()
+    config.metrics.writers = "jsonl,tensorboard"
+    config.metrics.wandb_project = "at_jax"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.at_beta = 300.0          # 0 turns AT off; chosen on validation; the official CIFAR beta is 1e3
@@ -100,6 +116,7 @@ def get_config() -> ml_collections.ConfigDict:
     # (("student/path", "teacher/path"), ...): AT between these module outputs (python -m at_jax.inspect lists
     # a model's paths); replaces at_pairs. Works for zoo and user models alike.
     config.loss.at_layers = ()
+    config.loss.label_smoothing = 0.0    # the student's cross-entropy targets (1 - e) one-hot + e / classes
     config.loss.kd_alpha = 0.0           # 0 = plain cross-entropy; CIFAR KD uses 0.9
     config.loss.kd_temperature = 4.0
     config.loss.factt_beta = 0.0
@@ -111,12 +128,20 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.flip_symmetry_beta = 0.0  # 0.5 * sum (J(x) - flip(J(flip(x))))^2
 
     config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "sgd"        # "sgd" | "adamw" | "lamb" | "lars" (optax)
     config.optimizer.learning_rate = 0.1
-    config.optimizer.momentum = 0.9
-    config.optimizer.nesterov = False
-    config.optimizer.weight_decay = 5e-4
-    config.optimizer.decay_at = (0.5, 0.75)    # fractions of training where the lr is multiplied
-    config.optimizer.decay_factor = 0.2
+    config.optimizer.momentum = 0.9      # sgd, lars
+    config.optimizer.nesterov = False    # sgd, lars
+    config.optimizer.b1 = 0.9            # adamw, lamb
+    config.optimizer.b2 = 0.999          # adamw, lamb
+    config.optimizer.eps = 1e-8          # adamw, lamb
+    config.optimizer.weight_decay = 5e-4   # sgd: added to the gradient (PyTorch's); adamw, lamb, lars: decoupled
+    config.optimizer.decay_norm_and_bias = True   # False: no weight decay on biases and norm scales (ndim <= 1)
+    config.optimizer.clip_norm = 0.0     # > 0: clip the global gradient norm to this first; 0 = off
+    config.optimizer.schedule = "step"   # "step" | "cosine" | "linear" | "constant", each after warmup_steps
+    config.optimizer.decay_at = (0.5, 0.75)    # step: fractions of training where the lr is multiplied
+    config.optimizer.decay_factor = 0.2        # step
+    config.optimizer.end_fraction = 0.0  # cosine, linear: the last step's rate as a fraction of the peak
     # Large batches (pods): lr * batch_size / reference_batch_size (0 = as given), linear warmup steps.
     config.optimizer.reference_batch_size = 0
     config.optimizer.warmup_steps = 0

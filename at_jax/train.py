@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -14,8 +15,6 @@ from ml_collections import config_flags
 from at_jax.cli import configure_logging, fail, parse_flags, user_errors
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
-PIPELINES = ("teacher_then_students", "")
-
 
 
 def define_flags(flag_values: flags.FlagValues, argv: list[str] | None = None) -> None:
@@ -38,23 +37,16 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     workdir, config = flag_values.workdir, flag_values.config
     if not workdir:
         fail("--workdir is required")
-    if config.get("pipeline", "") not in PIPELINES:
-        fail(f"unknown pipeline {config.pipeline!r}; valid: 'teacher_then_students' or ''")
     configure_logging()
     from at_jax.training.cpu_defaults import apply_xla_cpu_flags  # pylint: disable=import-outside-toplevel
     apply_xla_cpu_flags()  # before JAX starts a backend
     # Imported here so that flag errors come back before JAX starts.
     # pylint: disable=import-outside-toplevel
-    from at_jax.experiments.teacher_students import (format_job_statistics, format_summaries,
-                                                     teacher_then_students)
-    from at_jax.training import sharding, train_and_evaluate
+    from at_jax.experiments.notebook import run_pipeline
+    from at_jax.experiments.teacher_students import format_job_statistics, format_summaries
 
     with user_errors():
-        sharding.initialize_distributed()
-        if config.get("pipeline"):
-            summaries = teacher_then_students(config, workdir)
-        else:
-            summaries = {os.path.basename(os.path.normpath(workdir)): train_and_evaluate(config, workdir)}
+        summaries = run_pipeline(config, workdir)
     print(format_summaries(summaries))
     for name, summary in summaries.items():
         if "runs" in summary:
@@ -72,6 +64,17 @@ def with_default_config(argv: list[str]) -> list[str]:
 def run() -> None:
     app.run(main, argv=with_default_config(sys.argv), flags_parser=parse_flags)
 
+
+class _CallableModule(types.ModuleType):
+    """``at_jax.train`` is both this entry point's module and the notebook function (:func:`at_jax.train`):
+    importing the module binds its name on the package, so the module itself calls the function."""
+
+    def __call__(self, config, workdir):
+        from at_jax.experiments.notebook import train  # pylint: disable=import-outside-toplevel
+        return train(config, workdir)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     run()

@@ -1,6 +1,7 @@
 """The student's loss functions: cross-entropy, knowledge distillation, full-activation transfer.
 
-- :func:`cross_entropy`: softmax cross-entropy with integer labels, mean over the batch.
+- :func:`cross_entropy`: softmax cross-entropy with integer labels or class distributions, mean over the batch.
+- :func:`soft_targets`: integer labels as class distributions, with label smoothing.
 - :func:`distillation_kl` / :func:`kd_loss`: Hinton knowledge distillation as in the attention-transfer code.
 - :func:`factt_loss` and :class:`FActTAdapters`: full-activation transfer (F-ActT, FitNets-style
   baseline of the paper's Table 1) with 1x1-conv adapters where channel counts differ.
@@ -23,9 +24,24 @@ BETA_SCHEDULES = ("constant", "linear", "cosine")
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """``mean_n -log softmax(logits[n])[labels[n]]`` in float32 (integer labels, shape (N,))."""
+    """``mean_n -log softmax(logits[n])[labels[n]]`` in float32 for integer labels (N,); for class
+    distributions (N, K) (smoothed or mixed labels, :func:`soft_targets`) ``mean_n -sum_k labels[n, k] log
+    softmax(logits[n])[k]``."""
     logits = jnp.asarray(logits).astype(jnp.float32)
+    if jnp.ndim(labels) == jnp.ndim(logits):
+        return jnp.mean(optax.losses.softmax_cross_entropy(logits, jnp.asarray(labels, jnp.float32)))
     return jnp.mean(optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def soft_targets(labels: jax.Array, num_classes: int, smoothing: float = 0.0) -> jax.Array:
+    """Integer labels (N,) as class distributions (N, K): ``(1 - smoothing) one_hot + smoothing / K``
+    (Szegedy et al. 2016; ``optax.smooth_labels``)."""
+    return optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=jnp.float32), smoothing)
+
+
+def hard_labels(labels: jax.Array) -> jax.Array:
+    """Integer labels of integer labels (N,) or of class distributions (N, K) (their most likely class)."""
+    return jnp.argmax(labels, -1) if jnp.ndim(labels) == 2 else labels
 
 
 def distillation_kl(

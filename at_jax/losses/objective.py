@@ -71,7 +71,7 @@ def _layers(name: str, value: Any) -> tuple[tuple[str, str], ...]:
 def _fraction(name: str, value: Any) -> float:
     value = _number(name, value)
     if not 0.0 <= value < 1.0:
-        raise ConfigError(f"loss.{name} must be a fraction of training in [0, 1), got {value}")
+        raise ConfigError(f"loss.{name} must be a fraction in [0, 1), got {value}")
     return value
 
 
@@ -85,6 +85,7 @@ OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     "at_pairs": ((), _pairs),
     "at_layers": ((), _layers),
     "kd_temperature": (4.0, lambda name, value: _number(name, value, positive=True)),
+    "label_smoothing": (0.0, lambda name, value: _fraction(name, value)),
     "beta_schedule": ("constant", _choice(BETA_SCHEDULES)),
     "beta_start": (0.0, lambda name, value: _fraction(name, value)),
 }

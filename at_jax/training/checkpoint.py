@@ -182,7 +182,8 @@ class RunCheckpoint:
 
 
 def load_run(workdir: str, role: str = "run") -> RunCheckpoint:
-    """Loads the newest checkpoint of a finished run (a frozen teacher, a model to visualise, ...).
+    """Loads the newest checkpoint of a finished run (a frozen teacher, a model to visualise, ...): its weights,
+    or their moving average when the run kept one with ``ema.use_for_final``.
 
     ``role`` names the run in error messages ("teacher workdir ... does not exist").
     """
@@ -217,8 +218,11 @@ def load_run(workdir: str, role: str = "run") -> RunCheckpoint:
         raise CheckpointError(f"{role} checkpoint in {workdir} is unreadable: {message}") from None
     if not isinstance(state, dict) or "params" not in state or "model" not in state["params"]:
         raise CheckpointError(f"{role} checkpoint in {workdir} is not an at_jax train state")
+    if (config.get("ema") or {}).get("use_for_final") and "ema" in state:   # the run's final model: the average
+        return RunCheckpoint(config=config, params=state["ema"]["params"],
+                             batch_stats=state["ema"].get("batch_stats", {}), step=int(step))
     return RunCheckpoint(config=config, params=state["params"]["model"],
-                             batch_stats=state.get("batch_stats", {}), step=int(step))
+                         batch_stats=state.get("batch_stats", {}), step=int(step))
 
 
 def model_from_config(config: Mapping, *, dtype: Any = None) -> Any:

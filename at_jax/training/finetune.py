@@ -76,7 +76,8 @@ def load_pretrained(init_workdir: str, model_name: str) -> dict:
 
 
 def start_from(state: dict, pretrained: dict, log: Callable[..., None] = logging.info) -> dict:
-    """``state`` (stacked over runs) with the pretrained values wherever name and shape match."""
+    """``state`` (stacked over runs) with the pretrained values wherever name and shape match; the moving
+    average (``state["ema"]``, when kept) starts from the same values."""
     replaced, kept = 0, []
     result = dict(state, params=dict(state["params"]))
     for collection, target in (("params", state["params"]["model"]), ("batch_stats", state["batch_stats"])):
@@ -98,4 +99,6 @@ def start_from(state: dict, pretrained: dict, log: Callable[..., None] = logging
         raise ConfigError("init.workdir matched none of the student's weights")
     log("started from pretrained weights: %d arrays taken, %d newly initialised (%s)", replaced, len(kept),
         ", ".join(kept[:4]) + (" ..." if len(kept) > 4 else ""))
+    if "ema" in state:
+        result["ema"] = {"params": result["params"]["model"], "batch_stats": result["batch_stats"]}
     return result

@@ -99,6 +99,21 @@ def augmentation(config: ml_collections.ConfigDict, inputs: Any) -> tuple[int, b
     return pad, flip
 
 
+def mixing_and_averaging(config: ml_collections.ConfigDict) -> dict:
+    """The step's mixup / CutMix alphas (``config.augment``) and EMA decay (``config.ema``), checked."""
+    augment, ema = config.get("augment", {}), config.get("ema", {})
+    settings = {"mixup_alpha": augment.get("mixup_alpha", 0.0) or 0.0,
+                "cutmix_alpha": augment.get("cutmix_alpha", 0.0) or 0.0, "ema_decay": ema.get("decay", 0.0) or 0.0}
+    for key in ("mixup_alpha", "cutmix_alpha"):
+        if not math.isfinite(settings[key]) or settings[key] < 0:
+            raise ConfigError(f"augment.{key} must be a finite number >= 0 (0 = off), got {settings[key]}")
+    if not 0 <= settings["ema_decay"] < 1:
+        raise ConfigError(f"ema.decay must be in [0, 1) (0 = off), got {settings['ema_decay']}")
+    if ema.get("use_for_final", False) and not settings["ema_decay"]:
+        raise ConfigError("ema.use_for_final needs ema.decay > 0 (e.g. 0.999)")
+    return settings
+
+
 def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int]:
     """The job's inputs (on device or streamed) and its train steps (checked against the batch size and the
     mesh)."""
@@ -166,7 +181,8 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     pad, flip = augmentation(config, inputs)
     step_config = StepConfig(total_steps=steps, pad=pad, flip=flip, mean=inputs.mean, std=inputs.std,
                              compute_dtype=dtype, teacher_dtype=teacher_dtype,
-                             student_train_mode=not config.get("freeze", {}).get("batch_norm", False))
+                             student_train_mode=not config.get("freeze", {}).get("batch_norm", False),
+                             num_classes=inputs.num_classes, **mixing_and_averaging(config))
     mode = config.get("parallel_mode", "auto")
     single_step = multi_run.job_train_step(
         make_train_step(model, teacher and teacher.model, objective, transform, schedule, step_config),
@@ -175,7 +191,8 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
         make_eval_step(model, step_config, inputs.num_classes), job.size, mode)
     init = lambda seed: create_train_state(model, transform, sample, seed, objective=objective,
                                            teacher_model=teacher and teacher.model,
-                                           teacher_variables=teacher and teacher.variables)
+                                           teacher_variables=teacher and teacher.variables,
+                                           ema=step_config.ema_decay > 0)
     init_workdir = config.get("init", {}).get("workdir", "")
     return Setup(config=config, inputs=inputs, mesh=mesh, objective=objective, model=model, teacher=teacher,
                  pretrained=load_pretrained(init_workdir, config.model) if init_workdir else None,

@@ -1,4 +1,5 @@
-"""The train state: a plain pytree ``{"step", "params", "batch_stats", "opt_state", "rng"}``.
+"""The train state: a plain pytree ``{"step", "params", "batch_stats", "opt_state", "rng"}``, with ``"ema"``
+(``{"params", "batch_stats"}``, the student's moving average) when ``ema.decay > 0``.
 
 ``params = {"model": ..., "adapters": ...}`` (adapters only when a term has trainable parameters, F-ActT).
 :func:`create_train_state` is the one initialisation, used by the trainer (vmapped over the seeds of a
@@ -28,10 +29,11 @@ def compute_dtype(name: str) -> Any:
 
 def create_train_state(model: nn.Module, transform: optax.GradientTransformation, sample: jax.Array,
                        seed: Any, *, objective: Objective | None = None, teacher_model: nn.Module | None = None,
-                       teacher_variables: Any = None) -> dict:
+                       teacher_variables: Any = None, ema: bool = False) -> dict:
     """The initial state of run ``seed`` (an int or a traced int32): the model initialised from
     ``PRNGKey(seed)``, the objective's trainable parameters (F-ActT adapters, from the teacher's features on
-    ``sample``), the optimizer state, and the run's augmentation key ``PRNGKey(seed + 1)``."""
+    ``sample``), the optimizer state, the run's augmentation key ``PRNGKey(seed + 1)`` and, with ``ema``, the
+    moving average starting at the initial model."""
     model_key, adapter_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = model.init(model_key, sample, train=False)
     params = {"model": variables["params"]}
@@ -39,5 +41,8 @@ def create_train_state(model: nn.Module, transform: optax.GradientTransformation
         student_features = model.apply(variables, sample, train=False)[1]
         teacher_features = teacher_model.apply(teacher_variables, sample, train=False)[1]
         params["adapters"] = objective.init_adapters(adapter_key, student_features, teacher_features)
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": variables.get("batch_stats", {}),
-            "opt_state": transform.init(params), "rng": jax.random.PRNGKey(seed + 1)}
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": variables.get("batch_stats", {}),
+             "opt_state": transform.init(params), "rng": jax.random.PRNGKey(seed + 1)}
+    if ema:
+        state["ema"] = {"params": params["model"], "batch_stats": state["batch_stats"]}
+    return state

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import optax
 
 from at_jax.data.augment import augment_batch, normalize
-from at_jax.losses import ModelOutputs, Objective, cross_entropy
+from at_jax.data.mix import mix_batch
+from at_jax.losses import ModelOutputs, Objective, cross_entropy, soft_targets
 
-State = dict  # {"step", "params", "batch_stats", "opt_state", "rng"[, "loss_weights"]}
+State = dict  # {"step", "params", "batch_stats", "opt_state", "rng"[, "loss_weights"][, "ema"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,10 @@ class StepConfig:
     compute_dtype: Any = jnp.float32
     teacher_dtype: Any = jnp.float32
     student_train_mode: bool = True   # False: batch norm frozen (inference mode), see training/finetune.py
+    num_classes: int = 0              # for soft targets (label smoothing, mixup); 0: integer labels only
+    mixup_alpha: float = 0.0          # at_jax/data/mix.py; 0 = off
+    cutmix_alpha: float = 0.0
+    ema_decay: float = 0.0            # > 0: state["ema"] = {"params", "batch_stats"} averaged after every update
 
 
 def model_variables(params: Any, batch_stats: Any) -> dict:
@@ -64,6 +69,22 @@ def train_batch(step_key: jax.Array, data: dict, inputs: jax.Array | dict, step_
     return x, labels
 
 
+def step_targets(key: jax.Array, x: jax.Array, labels: jax.Array, step_config: StepConfig,
+                 label_smoothing: float) -> tuple[jax.Array, jax.Array]:
+    """``(x, targets)`` the step trains on: the batch mixed (mixup / CutMix, :mod:`at_jax.data.mix`) and its
+    labels as (smoothed, mixed) class distributions; without either, ``x`` and the integer labels unchanged."""
+    if not (label_smoothing or step_config.mixup_alpha or step_config.cutmix_alpha):
+        return x, labels
+    targets = soft_targets(labels, step_config.num_classes, label_smoothing)
+    return mix_batch(key, x, targets, mixup_alpha=step_config.mixup_alpha, cutmix_alpha=step_config.cutmix_alpha)
+
+
+def updated_ema(state: State, params: Any, batch_stats: Any, decay: float) -> dict:
+    """``decay * ema + (1 - decay) * new`` for the student's parameters and batch-norm statistics."""
+    return {"params": optax.incremental_update(params["model"], state["ema"]["params"], 1.0 - decay),
+            "batch_stats": optax.incremental_update(batch_stats, state["ema"]["batch_stats"], 1.0 - decay)}
+
+
 def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective: Objective,
                     transform: optax.GradientTransformation, schedule: optax.Schedule,
                     step_config: StepConfig) -> Callable:
@@ -81,8 +102,10 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
     """
 
     def step(state: State, teacher_variables: Any, data: dict, inputs: jax.Array | dict):
-        step_key = jax.random.fold_in(state["rng"], state["step"])  # augmentation; dropout from fold_in(., 1)
+        step_key = jax.random.fold_in(state["rng"], state["step"])  # augmentation; dropout fold_in(., 1), mix 2
         x, labels = train_batch(step_key, data, inputs, step_config)
+        x, targets = step_targets(jax.random.fold_in(step_key, 2), x, labels, step_config,
+                                  objective.option("label_smoothing"))
         progress = state["step"].astype(jnp.float32) / step_config.total_steps
         teacher = teacher_forward(teacher_model, teacher_variables, x.astype(step_config.teacher_dtype))
 
@@ -101,7 +124,7 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
 
         def loss_fn(params):
             total, terms, (logits, _, batch_stats) = objective.student_loss(
-                params, student_loss=student_loss, x=x, labels=labels, teacher=teacher,
+                params, student_loss=student_loss, x=x, labels=targets, teacher=teacher,
                 teacher_loss=teacher_loss if teacher_model is not None else None,
                 teacher_variables=teacher_variables, progress=progress, weights=state.get("loss_weights", {}))
             terms["accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
@@ -116,6 +139,8 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
         terms["param_norm"] = optax.tree.norm(params)
         new_state = dict(state, step=state["step"] + 1, params=params, batch_stats=batch_stats,
                          opt_state=opt_state)
+        if step_config.ema_decay:
+            new_state["ema"] = updated_ema(state, params, batch_stats, step_config.ema_decay)
         return new_state, {name: jnp.asarray(value, jnp.float32) for name, value in terms.items()}
 
     return step
