@@ -104,6 +104,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.metrics = ml_collections.ConfigDict()
     config.metrics.writers = "jsonl,tensorboard"
     config.metrics.wandb_project = "at_jax"
+    # At the end of a run with a teacher: its test images' attention maps beside the teacher's, figures/attention_maps.png, to
+    # the writers that take images (TensorBoard, wandb). Runs whose data is in memory.
+    config.metrics.attention_figure = True
 
     config.loss = ml_collections.ConfigDict()
     config.loss.at_beta = 300.0          # 0 turns AT off; chosen on validation; the official CIFAR beta is 1e3

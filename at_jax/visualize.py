@@ -61,18 +61,9 @@ def sweep_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_trained_run(workdir: str):
-    """A finished run as :class:`at_jax.figures.attention_maps.TrainedRun` (config, model, variables)."""
-    # pylint: disable=import-outside-toplevel
-    from at_jax.figures.attention_maps import TrainedRun
-    from at_jax.training.checkpoint import load_run, model_from_config, variables_of
-
-    run = load_run(workdir)
-    return TrainedRun(workdir, run.config, model_from_config(run.config), variables_of(run), run.step)
-
-
 def draw_attention(args: argparse.Namespace) -> tuple[int, int]:
     from at_jax.figures import attention_maps  # pylint: disable=import-outside-toplevel
+    from at_jax.training.run_figures import load_trained_run  # pylint: disable=import-outside-toplevel
 
     student = load_trained_run(args.workdir)
     teacher_dir = None if args.no_teacher else (args.teacher or attention_maps.default_teacher_workdir(student))

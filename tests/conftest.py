@@ -47,7 +47,9 @@ def run_main(monkeypatch):
     """``python -m at_jax.train ARGS`` in this process: its flag parsing, then its ``main``."""
     from absl import flags  # pylint: disable=import-outside-toplevel
 
-    from at_jax import cli, train  # pylint: disable=import-outside-toplevel
+    import importlib  # pylint: disable=import-outside-toplevel
+    from at_jax import cli  # pylint: disable=import-outside-toplevel
+    train = importlib.import_module("at_jax.train")   # the module (at_jax.train is also the notebook function)
     from trainer_utils import REPO  # pylint: disable=import-outside-toplevel
 
     monkeypatch.setenv("AT_JAX_XLA_CPU_FLAGS", "0")  # this process's backend has started already

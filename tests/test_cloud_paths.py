@@ -79,11 +79,11 @@ def test_run_files_on_a_bucket(fake_bucket):
 def test_metrics_on_a_bucket_are_rewritten_not_appended(fake_bucket):
     workdir = f"{BUCKET}/run"
     run_files.as_path(workdir).mkdir(parents=True, exist_ok=True)
-    writer = MetricWriter(workdir, tensorboard=False)
+    writer = MetricWriter(workdir)
     for step in (1, 2, 3):
         writer.write(step, {"train/total": float(step)})
     assert [r["step"] for r in run_files.read_metrics(f"{workdir}/metrics.jsonl")] == [1, 2, 3]
-    resumed = MetricWriter(workdir, resume_step=2, tensorboard=False)  # lines after the checkpoint go
+    resumed = MetricWriter(workdir, resume_step=2)  # lines after the checkpoint go
     resumed.write(3, {"train/total": 30.0})
     records = run_files.read_metrics(fake_bucket / "run" / "metrics.jsonl")
     assert [(r["step"], r["train/total"]) for r in records] == [(1, 1.0), (2, 2.0), (3, 30.0)]

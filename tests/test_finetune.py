@@ -20,7 +20,7 @@ from at_jax.training.torchvision_import import write_imported_run
 FIXTURE = np.load(pathlib.Path(__file__).parent / "fixtures" / "torchvision_resnets.npz")
 SMALL = ["--config.dataset.image_size=32", "--config.augment.pad=4", "--config.batch_size=6",
          "--config.num_train_steps=2", "--config.log_every_steps=1", "--config.checkpoint_every_steps=2",
-         "--config.eval_batch_size=6", "--config.progress=False", "--config.tensorboard=False",
+         "--config.eval_batch_size=6", "--config.progress=False", "--config.metrics.writers=jsonl",
          "--config.optimizer.learning_rate=1e-4"]  # the stand-in weights give logits of ~1e3: small steps
 
 

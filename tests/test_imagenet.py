@@ -24,13 +24,13 @@ FIXTURE = np.load(pathlib.Path(__file__).parent / "fixtures" / "torchvision_resn
 CLASSES = tuple(f"n{index:08d}" for index in range(10))
 SMALL = ["--config.dataset.image_size=32", "--config.batch_size=4", "--config.num_train_steps=2",
          "--config.log_every_steps=1", "--config.checkpoint_every_steps=2", "--config.eval_batch_size=8",
-         "--config.compute_dtype=float32", "--config.progress=False", "--config.tensorboard=False",
+         "--config.compute_dtype=float32", "--config.progress=False", "--config.metrics.writers=jsonl",
          "--config.optimizer.learning_rate=1e-4"]   # the stand-in weights give logits of ~1e3: small steps
 # A small model for the runs that are about the pipeline rather than the networks.
 PIPELINE = ["--config=configs/imagenet.py", "--config.model=wrn-10-1", "--config.compute_dtype=float32",
             "--config.dataset.image_size=16", "--config.batch_size=6", "--config.num_train_steps=12",
             "--config.log_every_steps=1", "--config.checkpoint_every_steps=3", "--config.eval_every_steps=6",
-            "--config.eval_batch_size=6", "--config.progress=False", "--config.tensorboard=False",
+            "--config.eval_batch_size=6", "--config.progress=False", "--config.metrics.writers=jsonl",
             "--config.optimizer.learning_rate=0.05"]
 
 

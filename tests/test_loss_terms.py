@@ -135,7 +135,7 @@ def get_config():
     config.loss.at_beta = 0.0
     config.loss.feature_energy_beta = 0.5
     config.progress = False
-    config.tensorboard = False
+    config.metrics.writers = "jsonl"
     return config
 '''
 

@@ -11,7 +11,7 @@ from at_jax.training.metrics import MetricWriter, Progress, check_finite
 
 
 def test_jsonl_and_tensorboard(tmp_path):
-    writer = MetricWriter(str(tmp_path))
+    writer = MetricWriter(str(tmp_path), writers="jsonl,tensorboard")
     writer.write(10, {"train/total": 1.5, "train/at": 0.25}, images_per_second=100.0)
     writer.write(20, {"train/total": 1.0})
     writer.close()
@@ -24,12 +24,12 @@ def test_jsonl_and_tensorboard(tmp_path):
 
 
 def test_resume_drops_records_after_restored_step(tmp_path):
-    writer = MetricWriter(str(tmp_path), tensorboard=False)
+    writer = MetricWriter(str(tmp_path))
     for step in (10, 20, 30):
         writer.write(step, {"loss": float(step)})
     with open(tmp_path / "metrics.jsonl", "a") as file:
         file.write('{"step": 40, "lo')  # torn line from a kill mid-write
-    MetricWriter(str(tmp_path), resume_step=20, tensorboard=False)
+    MetricWriter(str(tmp_path), resume_step=20)
     assert [r["step"] for r in read_metrics(str(tmp_path / "metrics.jsonl"))] == [10, 20]
 
 

@@ -39,7 +39,7 @@ def test_user_term_example_trains_and_logs(tmp_path, run_main):
     try:
         run_main([f"--config={config_file}", f"--workdir={tmp_path / 'runs'}", "--config.num_train_steps=2",
                   "--config.log_every_steps=1", "--config.checkpoint_every_steps=2", "--config.progress=False",
-                  "--config.tensorboard=False"])
+                  "--config.metrics.writers=jsonl"])
     finally:
         losses.terms._REGISTRY.pop("logit_match", None)  # pylint: disable=protected-access
     assert sorted(os.listdir(tmp_path / "runs")) == ["student", "student_logit_match", "teacher"]
@@ -57,7 +57,7 @@ def test_user_network_example_trains_with_at_on_named_layers(tmp_path, run_main)
     config_file.write_text(block)
     run_main([f"--config={config_file}", f"--workdir={tmp_path / 'runs'}", "--config.num_train_steps=2",
               "--config.log_every_steps=1", "--config.checkpoint_every_steps=2", "--config.progress=False",
-              "--config.tensorboard=False", "--config.dataset.canvas_size=28"])
+              "--config.metrics.writers=jsonl", "--config.dataset.canvas_size=28"])
     assert sorted(os.listdir(tmp_path / "runs")) == ["student", "student_at", "teacher"]
     record = read_metrics(str(tmp_path / "runs" / "student_at" / "metrics.jsonl"))[0]
     assert record["train/at/0"] > 0 and record["train/at/1"] > 0

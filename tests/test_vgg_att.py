@@ -258,7 +258,7 @@ def test_cra_teacher_then_ltpa_student_with_attention_transfer(tmp_path, fast_pr
     from trainer_utils import metrics_records, tiny_config  # pylint: disable=import-outside-toplevel
 
     short = {"num_train_steps": 1, "log_every_steps": 1, "eval_every_steps": 0, "checkpoint_every_steps": 1,
-             "steps_per_call": 1, "dataset.num_train": 16, "dataset.num_test": 16, "tensorboard": False}
+             "steps_per_call": 1, "dataset.num_train": 16, "dataset.num_test": 16, "metrics.writers": "jsonl"}
     teacher_dir, student_dir = str(tmp_path / "teacher"), str(tmp_path / "student")
     summary = train_and_evaluate(tiny_config(model="wrn-10-1-cra", **short), teacher_dir)
     assert summary["step"] == 1 and summary["model"] == "wrn-10-1-cra"

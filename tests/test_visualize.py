@@ -11,6 +11,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from at_jax import attention_map, visualize
+from at_jax.training.run_figures import load_trained_run
 from at_jax.figures import attention_maps, curves
 from experiment_utils import compilation_cache, register_tiny_cnn
 from trainer_utils import REPO, tiny_config
@@ -24,7 +25,7 @@ def runs(tmp_path_factory):
     register_tiny_cnn()
     root = tmp_path_factory.mktemp("visualize")
     teacher, student = str(root / "teacher"), str(root / "student_at")
-    common = {"num_train_steps": 4, "eval_every_steps": 2, "tensorboard": False, "teacher.model": "tiny-cnn-8"}
+    common = {"num_train_steps": 4, "eval_every_steps": 2, "metrics.writers": "jsonl", "teacher.model": "tiny-cnn-8"}
     with compilation_cache(str(tmp_path_factory.mktemp("jax_cache"))):
         train_and_evaluate(tiny_config(model="tiny-cnn-8", **common), teacher)
         train_and_evaluate(tiny_config(model="tiny-cnn-4", **common,
@@ -61,7 +62,7 @@ def test_attention_figure_without_teacher_and_dpi(runs):
 
 def test_attention_maps_match_the_library(runs):
     teacher, _, _ = runs
-    run = visualize.load_trained_run(teacher)
+    run = load_trained_run(teacher)
     assert isinstance(run, attention_maps.TrainedRun) and run.workdir == teacher
     images, _, mean, std = attention_maps.load_test_images(run.config, 2)
     inputs = (images / 255.0 - np.asarray(mean)) / np.asarray(std)

@@ -36,7 +36,8 @@ from at_jax.losses import weight_keys
 TEACHER = "teacher"
 # Run-config keys that may differ between an existing run and this experiment without making it another
 # run: output and bookkeeping settings, and the step count (a longer run resumes from a shorter one).
-IGNORED_KEYS = ("progress", "tensorboard", "run_name", "log_every_steps", "eval_every_steps",
+# ("tensorboard": the switch that metrics.writers replaced, still in configs saved before it.)
+IGNORED_KEYS = ("progress", "metrics", "tensorboard", "run_name", "log_every_steps", "eval_every_steps",
                 "checkpoint_every_steps", "keep_checkpoints", "steps_per_call", "eval_batch_size",
                 "num_train_steps", "num_epochs", "pipeline", "teacher.workdir", "num_classes",
                 "num_train_examples", "parallel_mode", "compilation_cache_dir", "model_source")

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from at_jax.attention import attention_map
+from at_jax.attention import attention_map, tokens_to_grid
 from at_jax.data import dataset_from_config, normalize
 from at_jax.errors import CheckpointError, FigureError
 from at_jax.run_files import as_path, save_png
@@ -26,7 +26,7 @@ CELL_INCHES = 1.6   # each panel is CELL_INCHES square; the PNG is (rows, column
 
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
-    """A finished run: its saved config, model and variables (``at_jax.visualize.load_trained_run``)."""
+    """A finished run: its saved config, model and variables (``at_jax.training.run_figures.load_trained_run``)."""
     workdir: str
     config: dict
     model: Any
@@ -63,8 +63,9 @@ def attention_columns(model: Any, variables: dict, inputs: jax.Array, *, p: floa
     (logits, features), state = model.apply(variables, inputs, train=False, mutable=["intermediates"])
     columns = []
     for index, feature in enumerate(features):
-        flat = attention_map(feature, p=p, reduce=reduce)
-        columns.append((f"group {index + 1}", np.asarray(flat.reshape(feature.shape[:3]))))
+        grid = tokens_to_grid(feature)   # ViT tokens laid on their patch grid; NHWC as it is
+        flat = attention_map(grid, p=p, reduce=reduce)
+        columns.append((f"group {index + 1}", np.asarray(flat.reshape(grid.shape[:3]))))
     sown = state.get("intermediates", {}).get("attention", ())
     for index, maps in enumerate(sown):
         columns.append((f"LTPA {index + 1}", np.asarray(maps, np.float32)))

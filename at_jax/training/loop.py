@@ -30,6 +30,7 @@ from at_jax.training.checkpoint import Checkpointer, abstract_like, finished_sum
 from at_jax.training.finetune import start_from
 from at_jax.training.metrics import MetricWriter, Progress, check_finite
 from at_jax.training.preemption import PreemptionWatch
+from at_jax.training.run_figures import log_attention_figure
 from at_jax.training.setup import Setup, set_up, total_steps
 from at_jax.run_files import CONFIG_FILE, SUMMARY_FILE, as_path, read_json, write_json
 from at_jax.training.workdir import check_resume_compatible, check_writable, save_config
@@ -48,10 +49,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     write_configs(job, setup)
     training = resume_or_start(setup, job)
     try:
-        training.run()
+        try:
+            training.run()
+        finally:
+            training.close()
+        return training.finish()
     finally:
-        training.close()
-    return training.finish()
+        training.close_writers()  # after finish(), which gives them the summaries
 
 
 def check_workdirs(job: multi_run.Job) -> None:
@@ -156,9 +160,11 @@ class Training:
         setup.inputs.start(list(job.seeds), self.step, [checkpointer.input_state(self.step)
                                                         for checkpointer in checkpointers])
         self.is_chief = jax.process_index() == 0
-        self.writers = [MetricWriter(run_dir, resume_step=self.step, enabled=self.is_chief and index in self.active,
-                                     tensorboard=self.config.get("tensorboard", True))
-                        for index, run_dir in enumerate(job.run_dirs)]
+        metrics = self.config.metrics
+        self.writers = [MetricWriter(run_dir, resume_step=self.step, writers=metrics.writers, config=record,
+                                     wandb_project=metrics.wandb_project,
+                                     enabled=self.is_chief and index in self.active)
+                        for index, (run_dir, record) in enumerate(zip(job.run_dirs, job.run_records))]
         label = self.config.get("run_name", "") or as_path(job.workdir).name
         self.progress = Progress(setup.total_steps, self.step, label=label,
                                  enabled=self.is_chief and self.config.get("progress", True))
@@ -242,22 +248,37 @@ class Training:
             multi_run.mark_stopped(self.job.run_dirs[index], self.step, reason)
         logging.warning("run %s stopped: %s", self.job.specs[index].name, reason)
 
+    def eval_weights(self) -> dict[str, tuple]:
+        """Metric prefix -> (params, batch_stats) of what is evaluated: the raw weights ("eval/") and, when kept,
+        the moving average ("eval/ema_")."""
+        weights = {"eval/": (self.state["params"]["model"], self.state["batch_stats"])}
+        if "ema" in self.state:
+            weights["eval/ema_"] = (self.state["ema"]["params"], self.state["ema"]["batch_stats"])
+        return weights
+
     def evaluate(self) -> list[dict]:
-        """Test-set metrics of every run of the job."""
-        setup, totals = self.setup, None
+        """Test-set metrics of every run of the job (of the raw and of the averaged weights)."""
+        setup, weights = self.setup, self.eval_weights()
+        totals = dict.fromkeys(weights)
         for batch in setup.inputs.eval_batches():
-            sums = setup.eval_step(self.state["params"]["model"], self.state["batch_stats"], batch)
-            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+            for prefix, (params, batch_stats) in weights.items():
+                sums = setup.eval_step(params, batch_stats, batch)
+                totals[prefix] = sums if totals[prefix] is None else jax.tree.map(jnp.add, totals[prefix], sums)
         totals = jax.device_get(totals)
-        results = []
-        for index in range(self.job.size):
-            run_totals = run_slice(totals, index)
-            result = {"eval/accuracy": float(run_totals["correct"] / run_totals["count"]),
-                      "eval/loss": float(run_totals["loss"] / run_totals["count"])}
-            if "correct_top5" in run_totals:
-                result["eval/top5_accuracy"] = float(run_totals["correct_top5"] / run_totals["count"])
-            results.append(result)
+        results = [{} for _ in range(self.job.size)]
+        for prefix, prefix_totals in totals.items():
+            for index in range(self.job.size):
+                run_totals = run_slice(prefix_totals, index)
+                results[index].update({f"{prefix}accuracy": float(run_totals["correct"] / run_totals["count"]),
+                                       f"{prefix}loss": float(run_totals["loss"] / run_totals["count"])})
+                if "correct_top5" in run_totals:
+                    results[index][f"{prefix}top5_accuracy"] = float(run_totals["correct_top5"] / run_totals["count"])
         return results
+
+    @property
+    def final_prefix(self) -> str:
+        """The metric prefix of the run's final model: the moving average with ``ema.use_for_final``."""
+        return "eval/ema_" if self.config.get("ema", {}).get("use_for_final", False) else "eval/"
 
     def record_eval(self) -> None:
         results = self.evaluate()
@@ -269,7 +290,7 @@ class Training:
 
     def save(self, with_metric: bool) -> None:
         for index in self.active:
-            metrics = {"accuracy": self.last_eval[index]["eval/accuracy"]} if with_metric else None
+            metrics = {"accuracy": self.last_eval[index][f"{self.final_prefix}accuracy"]} if with_metric else None
             self.checkpointers[index].save(self.step, multi_run.unstack(self.state, index), metrics=metrics,
                                            input_state=self.setup.inputs.iterator_state(index))
 
@@ -277,8 +298,13 @@ class Training:
         self.setup.inputs.close()
         self.preemption.close()
         self.progress.close()
-        for closable in self.writers + self.checkpointers:
-            closable.close()
+        for checkpointer in self.checkpointers:
+            checkpointer.close()
+
+    def close_writers(self) -> None:
+        """Closes the runs' metric writers (after :meth:`finish` gave them the summaries)."""
+        for writer in self.writers:
+            writer.close()
 
     def finish(self) -> dict:
         """Final evaluation (when the run ended before one) and the summaries, written by the chief."""
@@ -295,12 +321,27 @@ class Training:
             for run_dir, run_summary in zip(self.job.run_dirs, summaries):
                 write_json(as_path(run_dir) / SUMMARY_FILE, run_summary)
             write_json(as_path(self.job.workdir) / SUMMARY_FILE, summary)
+        for writer, run_summary in zip(self.writers, summaries):
+            writer.write_summary(run_summary, self.step)
+        self.log_figures()
         return summary
 
+    def log_figures(self) -> None:
+        """The attention figure of each finished run with a teacher, to the writers that take images
+        (``metrics.attention_figure``; runs whose data is in memory: a streamed set is not loaded for it)."""
+        if (not self.config.get("metrics", {}).get("attention_figure", False) or self.setup.teacher is None
+                or self.setup.inputs.kind != "device"):
+            return
+        for index in self.active:
+            if self.writers[index].takes_images:
+                log_attention_figure(self.job.run_dirs[index], self.writers[index], self.step)
+
     def run_summary(self, index: int, base: dict, timing: dict) -> dict:
-        spec, result = self.job.specs[index], self.last_eval[index]
-        summary = dict(base, accuracy=result.get("eval/accuracy"), top5_accuracy=result.get("eval/top5_accuracy"),
-                       eval_loss=result.get("eval/loss"), **timing, seed=spec.seed, **spec.loss_weights)
+        spec, result, final = self.job.specs[index], self.last_eval[index], self.final_prefix
+        summary = dict(base, accuracy=result.get(f"{final}accuracy"), top5_accuracy=result.get(f"{final}top5_accuracy"),
+                       eval_loss=result.get(f"{final}loss"), **timing, seed=spec.seed, **spec.loss_weights)
+        if "eval/ema_accuracy" in result:
+            summary.update(raw_accuracy=result["eval/accuracy"], ema_accuracy=result["eval/ema_accuracy"])
         if index in self.stopped:
             summary.update(step=None, stopped=self.stopped[index], accuracy=None, top5_accuracy=None, eval_loss=None)
         return summary

@@ -1,4 +1,5 @@
-"""Run metrics: ``metrics.jsonl``, TensorBoard event files (tensorboardX, no TensorFlow), progress with ETA.
+"""Run metrics: ``metrics.jsonl`` and the writers of ``config.metrics.writers`` (TensorBoard, wandb: see
+:mod:`at_jax.training.writers`), progress with ETA.
 
 Also the guard that stops a run whose loss turned non-finite.
 """
@@ -8,16 +9,14 @@ import json
 import math
 import sys
 import time
-from typing import Mapping, TextIO
+from typing import Mapping, Sequence, TextIO
 
 import numpy as np
 from absl import logging
 
 from at_jax.errors import NonFiniteLossError
-
 from at_jax.run_files import METRICS_FILE, as_path, is_remote, read_metrics, write_text
-
-
+from at_jax.training.writers import Image, open_writers, writer_names
 
 
 def check_finite(step: int, scalars: Mapping[str, float]) -> None:
@@ -36,35 +35,37 @@ def _to_python(value):
 
 
 class MetricWriter:
-    """Writes one JSON object per line to ``workdir/metrics.jsonl`` and the same scalars to TensorBoard.
+    """A run's metrics: one JSON object per line in ``workdir/metrics.jsonl``, and the same scalars, the run's
+    config, its summary and images to the other writers of ``writers`` (names of
+    :data:`at_jax.training.writers.WRITERS`, comma-separated or a sequence; "jsonl" is always written).
 
     On resume from ``resume_step``, lines of steps after it (written before an interruption) are dropped,
-    so that a resumed run's file equals an uninterrupted run's. A local file is appended to; object stores
-    (gs://, which cannot append) get the whole file rewritten at each write (metrics files are small).
-    TensorBoard events on gs:// use tensorboardX's own writer (it needs google-cloud-storage).
+    so that a resumed run's file equals an uninterrupted run's (TensorBoard purges its events alike). A local
+    file is appended to; object stores (gs://, which cannot append) get the whole file rewritten at each write
+    (metrics files are small). ``config`` is the run's config (for TensorBoard's text and wandb's config).
+    A writer that is not ``enabled`` (a process other than the chief) writes nothing.
     """
 
-    def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True,
-                 enabled: bool = True):
+    def __init__(self, workdir: str, resume_step: int = 0, writers: str | Sequence[str] = "jsonl",
+                 config: Mapping | None = None, wandb_project: str = "at_jax", enabled: bool = True):
         self.path = as_path(workdir) / METRICS_FILE
         self.enabled = enabled
         self._append = not is_remote(workdir)
         self._records: list[dict] = []    # the file's lines, kept to rewrite it (object stores) on each write
-        self._summary_writer = None
+        self._writers: list = []          # the writers besides jsonl
+        names = writer_names(writers)
         if not enabled:
             return
         if self.path.exists():
             self._records = [line for line in read_metrics(self.path) if line.get("step", 0) <= resume_step]
             self._rewrite()
-        if tensorboard:
-            from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
-            self._summary_writer = SummaryWriter(str(as_path(workdir) / "tensorboard"),
-                                                 purge_step=resume_step + 1 if resume_step else None)
+        self._writers = open_writers(names, workdir, resume_step, config, wandb_project)
 
     def _rewrite(self) -> None:
         write_text(self.path, "".join(json.dumps(record) + "\n" for record in self._records))
 
     def write(self, step: int, scalars: Mapping[str, float], **extra) -> dict:
+        """Writes ``{"step": step, **scalars, **extra}`` (numpy values as Python numbers) and returns it."""
         record = {"step": int(step)}
         record.update({name: _to_python(value) for name, value in scalars.items()})
         record.update({name: _to_python(value) for name, value in extra.items()})
@@ -76,16 +77,33 @@ class MetricWriter:
         else:
             self._records.append(record)
             self._rewrite()
-        if self._summary_writer is not None:
-            for name, value in record.items():
-                if name != "step" and isinstance(value, (int, float)):
-                    self._summary_writer.add_scalar(name, value, step)
-            self._summary_writer.flush()
+        scalars_only = {name: value for name, value in record.items() if name != "step"}
+        for writer in self._writers:
+            writer.write_scalars(int(step), scalars_only)
         return record
 
+    def write_summary(self, summary: Mapping, step: int) -> None:
+        """The run's final summary (``summary.json``'s record) to each writer that takes it."""
+        if self.enabled:
+            for writer in self._writers:
+                writer.write_summary(summary, int(step))
+
+    @property
+    def takes_images(self) -> bool:
+        """Whether a writer of this run takes images (TensorBoard, wandb)."""
+        return self.enabled and bool(self._writers)
+
+    def write_image(self, name: str, image: Image, step: int) -> None:
+        """An image (an array or a PNG's path, e.g. an attention figure) to each writer that takes it."""
+        if self.enabled:
+            for writer in self._writers:
+                writer.write_image(name, image, int(step))
+
     def close(self) -> None:
-        if self._summary_writer is not None:
-            self._summary_writer.close()
+        """Closes the writers (wandb: finishes the run); later writes would fail."""
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.close()
 
 
 def format_duration(seconds: float) -> str:

@@ -30,6 +30,7 @@ from at_jax.training.optimizer import make_optimizer
 from at_jax.training.state import compute_dtype, create_train_state
 from at_jax.training.step import StepConfig, make_eval_step, make_multi_step, make_train_step
 from at_jax.training.teacher import Teacher, load_teacher
+from at_jax.training.writers import writer_names
 
 
 @dataclasses.dataclass
@@ -72,6 +73,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"optimizer.learning_rate must be a finite number, got {learning_rate}")
     if config.batch_size <= 0:
         raise ConfigError(f"batch_size must be positive, got {config.batch_size}")
+    writer_names(config.get("metrics", {}).get("writers", "jsonl"))   # unknown names, wandb not installed
 
 
 def total_steps(config: ml_collections.ConfigDict, num_train: int) -> int:

@@ -16,6 +16,6 @@ def get_config():
     base = tiny.get_config()
     base.num_train_steps = 4
     base.eval_every_steps = 4
-    base.tensorboard = False
+    base.metrics.writers = "jsonl"
     return make_experiment_config(base, name="smoke", methods={"none": {}, "at": {"at_beta": 1e3}}, seeds=2,
                                   description="CI-sized smoke test; the numbers mean nothing.")
