@@ -1,9 +1,13 @@
 """The one place a dataset config (``config.dataset``) becomes data, and where the input path is chosen.
 
+``dataset.name``: a name of :mod:`at_jax.data.registry` (at_jax's own, ``tfds:<name>`` for any prepared TFDS
+image-classification set, or a user's registered with :func:`at_jax.data.register`); the further keys of
+``config.dataset`` (beyond ``COMMON_KEYS``) are options of that dataset's loader.
 ``dataset.pipeline``: "device" holds the decoded dataset in memory and on every device (small sets: digits,
-CIFAR, fine-tuning sets at small sizes); "stream" reads, decodes and augments batches on the host with grain
-(:mod:`at_jax.data.streaming`; image folders, ImageNet, CUB); "auto" (the default) streams a dataset that
-has a streaming source when its decoded train + eval images would exceed ``DEVICE_DATA_LIMIT_BYTES``.
+CIFAR, MNIST, fine-tuning sets at small sizes); "stream" reads, decodes and augments batches on the host with
+grain (:mod:`at_jax.data.streaming`; image folders, ImageNet, CUB, ``tfds:<name>``); "auto" (the default) streams
+a dataset that has a streaming source when its decoded train + eval images would exceed
+``DEVICE_DATA_LIMIT_BYTES``.
 ``dataset.verify``: decode-check every file of an image folder first and fail in one line listing how many are
 unreadable (each logged), before anything is read for training or written.
 """
@@ -15,8 +19,9 @@ from typing import Any, Mapping
 from absl import logging
 
 from at_jax.data.dataset import Dataset, DatasetError
-from at_jax.data.registry import load_dataset
-from at_jax.data.stream_sources import STREAMING_DATASETS, StreamingDataset, is_folder_dataset, open_streaming
+from at_jax.data.registry import check_options, load_dataset
+from at_jax.data.stream_sources import (StreamingDataset, has_streaming_source, is_folder_dataset, open_streaming,
+                                        streaming_names)
 from at_jax.data.streaming import default_workers
 from at_jax.data.verify import require_readable
 
@@ -45,6 +50,7 @@ def dataset_from_config(dataset_config: Mapping[str, Any]) -> Dataset:
 
 def streaming_from_config(dataset_config: Mapping[str, Any]) -> StreamingDataset:
     """The streaming sources of the dataset a ``config.dataset`` describes (nothing decoded yet)."""
+    check_options(dataset_config["name"], _options(dataset_config))
     return open_streaming(dataset_config["name"], _data_dir(dataset_config), **_options(dataset_config))
 
 
@@ -63,12 +69,12 @@ def input_data(dataset_config: Mapping[str, Any]) -> tuple[str, Dataset | Stream
     choice, name = dataset_config.get("pipeline", "auto"), dataset_config["name"]
     if choice not in PIPELINES:
         raise DatasetError(f"dataset.pipeline must be one of {', '.join(PIPELINES)}, got {choice!r}")
-    if choice == "stream" and name not in STREAMING_DATASETS:
+    if choice == "stream" and not has_streaming_source(name):
         raise DatasetError(f"dataset {name!r} has no streaming source (those that do: "
-                           f"{', '.join(STREAMING_DATASETS)}); use dataset.pipeline=device")
+                           f"{streaming_names()}); use dataset.pipeline=device")
     if dataset_config.get("verify", False):
         verify_images(name, _data_dir(dataset_config), int(dataset_config.get("workers", -1)))
-    if choice == "device" or name not in STREAMING_DATASETS:
+    if choice == "device" or not has_streaming_source(name):
         return "device", dataset_from_config(dataset_config)
     streaming = streaming_from_config(dataset_config)
     decoded_bytes = (streaming.num_train + streaming.num_eval) * 3 * streaming.image_size ** 2

@@ -9,7 +9,8 @@ Streaming datasets (``open_streaming``):
   "image_folder"      ``data_dir/train/<class>/*`` and ``data_dir/val/<class>/*`` (classes = sorted folder names);
   "imagenet"          ``data_dir`` is either such an image folder or a TFDS data dir holding ``imagenet2012``
                       (array_record: random access);
-  "caltech_birds2011" CUB-200-2011 from a TFDS data dir, cut to its bounding boxes.
+  "caltech_birds2011" CUB-200-2011 from a TFDS data dir, cut to its bounding boxes;
+  "tfds:<name>"       any prepared TFDS image-classification set (:mod:`at_jax.data.tfds_sets`, its options).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import numpy as np
 
 from at_jax.data.dataset import DatasetError
 from at_jax.data.image_folder import IMAGENET_MEAN, IMAGENET_STD, folder_classes, list_split
-from at_jax.data.tfds_images import TFDS_SPLITS, bbox_crop, open_tfds
+from at_jax.data.tfds_images import TFDS_SETS, TfdsSet, bbox_crop, open_tfds
+from at_jax.data.tfds_sets import TFDS_PREFIX, TfdsOptions, is_tfds_name, resolve
 
 
 class FolderSource:
@@ -48,8 +50,8 @@ class TfdsSource:
     """One split of a prepared TFDS dataset (``tfds.data_source``, opened on first use in each process);
     images decoded by TFDS, cut to their bounding box when ``use_bbox`` and the dataset has one."""
 
-    def __init__(self, name: str, split: str, data_dir: str | None, use_bbox: bool, source: Any):
-        self.name, self.split, self.data_dir, self.use_bbox = name, split, data_dir, use_bbox
+    def __init__(self, tfds_set: TfdsSet, split: str, data_dir: str | None, use_bbox: bool, source: Any):
+        self.tfds_set, self.split, self.data_dir, self.use_bbox = tfds_set, split, data_dir, use_bbox
         self.length, self._source, self._lock = len(source), source, threading.Lock()
 
     def __getstate__(self) -> dict:   # a worker process opens its own source
@@ -65,12 +67,14 @@ class TfdsSource:
         if self._source is None:
             with self._lock:   # decoding threads of one process open it once
                 if self._source is None:
-                    self._source = open_tfds(self.name, self.data_dir, (self.split,))[0][self.split]
+                    self._source = open_tfds(self.tfds_set.tfds_name, self.data_dir, (self.split,),
+                                             self.tfds_set.label_key)[0][self.split]
         example = self._source[index]
-        image = np.asarray(example["image"])
+        image = np.asarray(example[self.tfds_set.image_key])
         if self.use_bbox and "bbox" in example:
             image = bbox_crop(image, np.asarray(example["bbox"]))
-        return {"image": image, "label": int(example["label"]), "name": f"{self.name}/{self.split}[{index}]"}
+        return {"image": image, "label": int(example[self.tfds_set.label_key]),
+                "name": f"{self.tfds_set.tfds_name}/{self.split}[{index}]"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +101,18 @@ class StreamingDataset:
         return len(self.eval)
 
 
+#: The named datasets that stream; every ``tfds:<name>`` streams too (:func:`has_streaming_source`).
 STREAMING_DATASETS = ("image_folder", "imagenet", "caltech_birds2011")
+
+
+def has_streaming_source(name: str) -> bool:
+    """Whether dataset ``name`` can be streamed (a name of ``STREAMING_DATASETS`` or ``tfds:<name>``)."""
+    return name in STREAMING_DATASETS or is_tfds_name(name)
+
+
+def streaming_names() -> str:
+    """The datasets that stream, for messages."""
+    return ", ".join(STREAMING_DATASETS + (f"{TFDS_PREFIX}<name>",))
 
 
 def _folder(name: str, data_dir: str, image_size: int) -> StreamingDataset:
@@ -106,28 +121,43 @@ def _folder(name: str, data_dir: str, image_size: int) -> StreamingDataset:
     return StreamingDataset(name=name, train=train, eval=val, num_classes=len(classes), image_size=image_size)
 
 
-def _tfds(name: str, data_dir: str | None, image_size: int, use_bbox: bool) -> StreamingDataset:
-    tfds_name, train_split, eval_split = TFDS_SPLITS[name]
-    sources, num_classes = open_tfds(tfds_name, data_dir, (train_split, eval_split))
-    train, val = (TfdsSource(tfds_name, split, data_dir, use_bbox, sources[split])
-                  for split in (train_split, eval_split))
+def _tfds(name: str, tfds_set: TfdsSet, data_dir: str | None, image_size: int, use_bbox: bool) -> StreamingDataset:
+    splits = (tfds_set.train_split, tfds_set.eval_split)
+    sources, num_classes = open_tfds(tfds_set.tfds_name, data_dir, splits, tfds_set.label_key)
+    train, val = (TfdsSource(tfds_set, split, data_dir, use_bbox, sources[split]) for split in splits)
     return StreamingDataset(name=name, train=train, eval=val, num_classes=num_classes, image_size=image_size)
 
 
-def open_streaming(name: str, data_dir: str | None, *, image_size: int = 224, normalization: str = "imagenet",
-                   bbox_crop: bool = True) -> StreamingDataset:  # pylint: disable=redefined-outer-name
-    """The streaming dataset ``name`` (module docstring) with train crops of ``image_size``; ImageNet
-    normalisation (the streamed sets are photographs; imported torchvision models expect it)."""
-    if name not in STREAMING_DATASETS:
-        raise DatasetError(f"dataset {name!r} has no streaming source; those that do: {', '.join(STREAMING_DATASETS)}")
+def open_streaming(name: str, data_dir: str | None, **options: Any) -> StreamingDataset:
+    """The streaming dataset ``name`` (module docstring); ``options`` are those of its in-memory loader
+    (:mod:`at_jax.data.registry`): for the named sets ``image_size`` (train crops, default 224),
+    ``normalization`` and ``bbox_crop``, for ``tfds:<name>`` :class:`~at_jax.data.tfds_sets.TfdsOptions`."""
+    if not has_streaming_source(name):
+        raise DatasetError(f"dataset {name!r} has no streaming source; those that do: {streaming_names()}")
+    if is_tfds_name(name):
+        chosen = TfdsOptions(**options)
+        tfds_set, image_size = resolve(name, data_dir, chosen)
+        _check_streaming(name, image_size, chosen.normalization_for(streaming=True))
+        return _tfds(name, tfds_set, data_dir, image_size, use_bbox=False)
+    return _named(name, data_dir, **options)
+
+
+def _named(name: str, data_dir: str | None, *, image_size: int = 224, normalization: str = "imagenet",
+           bbox_crop: bool = True) -> StreamingDataset:  # pylint: disable=redefined-outer-name
+    _check_streaming(name, image_size, normalization)
+    if is_folder_dataset(name, data_dir):
+        return _folder(name, data_dir, image_size)
+    return _tfds(name, TFDS_SETS[name], data_dir, image_size, bbox_crop)
+
+
+def _check_streaming(name: str, image_size: int, normalization: str) -> None:
+    """Train crops of ``image_size`` >= 8 and ImageNet normalisation (the streamed sets are photographs;
+    imported torchvision models expect it), or one line."""
     if not isinstance(image_size, int) or image_size < 8:
         raise DatasetError(f"{name}: image_size must be an integer >= 8, got {image_size!r}")
     if normalization != "imagenet":
         raise DatasetError(f"{name}: the streaming path normalises with ImageNet's mean and std "
                            f"(normalization='imagenet'), got {normalization!r}")
-    if is_folder_dataset(name, data_dir):
-        return _folder(name, data_dir, image_size)
-    return _tfds(name, data_dir, image_size, bbox_crop)
 
 
 def is_folder_dataset(name: str, data_dir: str | None) -> bool:

@@ -40,7 +40,7 @@ TEACHER = "teacher"
 IGNORED_KEYS = ("progress", "metrics", "tensorboard", "run_name", "log_every_steps", "eval_every_steps",
                 "checkpoint_every_steps", "keep_checkpoints", "steps_per_call", "eval_batch_size",
                 "num_train_steps", "num_epochs", "pipeline", "teacher.workdir", "num_classes",
-                "num_train_examples", "parallel_mode", "compilation_cache_dir", "model_source")
+                "num_train_examples", "parallel_mode", "compilation_cache_dir", "model_source", "dataset_source")
 
 
 @dataclasses.dataclass(frozen=True)

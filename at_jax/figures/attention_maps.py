@@ -17,6 +17,7 @@ import numpy as np
 
 from at_jax.attention import attention_map, tokens_to_grid
 from at_jax.data import dataset_from_config, normalize
+from at_jax.data.registry import load_source
 from at_jax.errors import CheckpointError, FigureError
 from at_jax.run_files import as_path, save_png
 from at_jax.spatial import resize_bilinear
@@ -39,7 +40,9 @@ class TrainedRun:
 
 
 def load_test_images(config: dict, num_images: int, start: int = 0):
-    """``(uint8 images (n, H, W, C), labels, mean, std)`` of test examples start.. of the run's dataset."""
+    """``(uint8 images (n, H, W, C), labels, mean, std)`` of test examples start.. of the run's dataset (a user's
+    dataset registered again from its file, ``dataset_source``)."""
+    load_source(config["dataset"]["name"], config.get("dataset_source", ""))
     dataset = dataset_from_config(config["dataset"])
     stop = min(start + num_images, len(dataset.test_labels))
     if start < 0 or stop <= start:

@@ -14,19 +14,15 @@ student loading this run as its teacher, a figure) registers it again with :func
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import inspect
-import os
 import re
-import sys
 from typing import Any, Callable
 
 import flax.linen as nn
 
 from at_jax.errors import ConfigError
+from at_jax.user_files import caller_file, run_user_file
 
 Builder = Callable[..., nn.Module]
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,15 +34,6 @@ class Entry:
 
 
 _REGISTRY: list[Entry] = []
-
-
-def _caller_file(depth: int = 2) -> str:
-    """The absolute path of the file that called :func:`register` ("" inside at_jax: the zoo)."""
-    frame = inspect.currentframe()
-    for _ in range(depth):
-        frame = frame.f_back if frame is not None else None
-    path = os.path.abspath(frame.f_code.co_filename) if frame is not None else ""
-    return "" if not os.path.isfile(path) or path.startswith(PACKAGE_DIR + os.sep) else path
 
 
 def _module_builder(module_class: type) -> Builder:
@@ -70,7 +57,7 @@ def register(pattern: str, description: str = "") -> Callable[[Any], Any]:
     fully match ``pattern`` (a regular expression). Registering a pattern again replaces the earlier entry
     (a config file loaded twice); a pattern that takes a zoo model's name is refused."""
 
-    source = _caller_file()
+    source = caller_file()
 
     def decorator(registered: Any) -> Any:
         is_module = isinstance(registered, type) and issubclass(registered, nn.Module)
@@ -109,13 +96,7 @@ def source_of(name: str) -> str:
 
 def load_source(path: str) -> None:
     """Runs the Python file ``path`` (a config file that registers models) so that its models exist here."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"the file that registered the model, {path}, no longer exists")
-    name = f"at_jax_user_models_{abs(hash(os.path.abspath(path)))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    run_user_file(path, "model")
 
 
 def create(name: str, num_classes: int, **kwargs) -> Any:

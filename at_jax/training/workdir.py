@@ -5,6 +5,7 @@ import os
 from typing import Mapping
 
 from at_jax.errors import WorkdirError
+from at_jax.data.registry import source_of as data_source_of
 from at_jax.models.registry import source_of
 from at_jax.run_files import CONFIG_FILE, as_path, check_reachable, is_remote, read_json, write_json
 
@@ -85,6 +86,9 @@ def save_config(workdir: str, config: Mapping, num_classes: int, num_train_examp
     source = source_of(str(record.get("model", "")))
     if source:  # a user's model: the file that registers it, for processes that load this run later
         record["model_source"] = source
+    dataset_source = data_source_of(str((record.get("dataset") or {}).get("name", "")))
+    if dataset_source:  # a user's dataset, likewise (figures of this run rebuild its test images)
+        record["dataset_source"] = dataset_source
     if num_train_examples is not None:
         record["num_train_examples"] = int(num_train_examples)
     write_json(as_path(workdir) / CONFIG_FILE, record, sort_keys=True, default=str)
