@@ -82,6 +82,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.teacher.workdir = ""          # a finished run's workdir (for a student run)
     config.teacher.compute_dtype = ""    # "" = compute_dtype
     config.teacher.num_epochs = 12       # a teacher trained here (pipeline, experiments): 0 = num_epochs
+    # A teacher trained here: optimizer keys of its own (e.g. {"name": "adamw", ...}); empty = the student's.
+    config.teacher.optimizer = ml_collections.ConfigDict()
 
     # Augmentation inside the compiled step; -1 / "dataset" = the dataset's recommendation.
     config.augment = ml_collections.ConfigDict()

@@ -7,7 +7,8 @@ for ``gs://``). A ``scheme://`` that no installed backend serves is refused in o
 
 A run's workdir holds ``config.json`` (its settings, plus ``num_classes`` and ``num_train_examples``),
 ``metrics.jsonl`` (one JSON object per log line), ``summary.json`` (when finished), ``checkpoints/``,
-``tensorboard/`` and, for a run of a multi-run job that diverged, ``stopped.json``. JSON writes are
+``tensorboard/`` and ``wandb/`` (its metric writers), ``figures/`` (the attention figure of a run with a teacher)
+and, for a run of a multi-run job that diverged, ``stopped.json``. JSON writes are
 atomic (a temporary file, then a rename), so a kill never leaves a torn JSON file.
 """
 from __future__ import annotations

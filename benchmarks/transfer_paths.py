@@ -6,7 +6,8 @@ The embedded task (cluttered MNIST, 40x40, batch 64) through the trainer's own s
 (``at_jax.training.setup.set_up``, one step per call): the plain WRN-10-1 student; with AT from a WRN-10-2
 teacher on feature indices (``loss.at_pairs``) and on the same layers named by path (``loss.at_layers``); a
 4-block ``vit-ti/4`` student alone and with AT through token maps from the WRN-10-2; the WRN-10-1 with AT from
-that ViT. Teachers are trained for one step only (their weights do not change the time). Median seconds of
+that ViT; and the recipe keys' costs on the plain WRN-10-1 step (mixup + CutMix, EMA, both; with
+AdamW + cosine + label smoothing). Teachers are trained for one step only (their weights do not change the time). Median seconds of
 ``--repeats`` steps after ``--warmup`` (compilation in the warm-up).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ GROUPS = ("group0_block0", "group1_block0", "group2_block0")
 def base_config(**changes):
     from at_jax.default_config import get_config  # pylint: disable=import-outside-toplevel
     config = get_config()
-    config.pipeline, config.progress, config.tensorboard, config.loss.at_beta = "", False, False, 0.0
+    config.pipeline, config.progress, config.metrics.writers, config.loss.at_beta = "", False, "jsonl", 0.0
     for key, value in changes.items():
         node, *path = config, *key.split(".")
         for part in path[:-1]:
@@ -38,8 +39,14 @@ def base_config(**changes):
 
 def variants(wrn_teacher: str, vit_teacher: str) -> dict:
     at = {"loss.at_beta": 300.0, "teacher.workdir": wrn_teacher}
+    mixing = {"augment.mixup_alpha": 0.2, "augment.cutmix_alpha": 1.0}
     return {
         "wrn-10-1 plain": base_config(),
+        "wrn-10-1 + mixup/CutMix": base_config(**mixing),
+        "wrn-10-1 + EMA": base_config(**{"ema.decay": 0.999}),
+        "wrn-10-1 + mixup/CutMix + EMA + AdamW/cosine/label smoothing": base_config(
+            **mixing, **{"ema.decay": 0.999, "optimizer.name": "adamw", "optimizer.schedule": "cosine",
+                         "loss.label_smoothing": 0.1}),
         "wrn-10-1 + AT (at_pairs, 3 groups)": base_config(**at),
         "wrn-10-1 + AT (at_layers, the same 3 groups)": base_config(
             **at, **{"loss.at_layers": tuple(zip(GROUPS, GROUPS))}),

@@ -39,3 +39,27 @@ def test_cnn_teaches_vit_and_vit_teaches_cnn_through_token_maps(tmp_path, teache
     train_and_evaluate(config, str(tmp_path / "cnn_student"))
     records = [record for record in metrics_records(tmp_path / "cnn_student") if "train/at" in record]
     assert records and all(record["train/at/0"] > 0 and record["train/at/1"] > 0 for record in records)
+
+
+def test_a_teacher_trained_here_takes_its_own_optimizer_keys():
+    import os  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import ml_collections  # pylint: disable=import-outside-toplevel
+    from at_jax.errors import ConfigError  # pylint: disable=import-outside-toplevel
+    from trainer_utils import REPO  # pylint: disable=import-outside-toplevel
+
+    sys.path.insert(0, os.path.join(REPO, "configs"))
+    try:
+        import cross_architecture  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    to_cnn = cross_architecture.get_config("direction=vit_to_cnn")
+    teacher = as_teacher(ml_collections.ConfigDict(to_cnn.to_dict()))
+    assert (to_cnn.optimizer.name, teacher.optimizer.name, teacher.optimizer.learning_rate) == ("sgd", "adamw", 1e-3)
+    to_vit = cross_architecture.get_config("direction=cnn_to_vit")
+    teacher = as_teacher(ml_collections.ConfigDict(to_vit.to_dict()))
+    assert (to_vit.optimizer.name, teacher.optimizer.name, teacher.optimizer.schedule) == ("adamw", "sgd", "step")
+    config = tiny_config()
+    config.teacher.optimizer = ml_collections.ConfigDict({"learning_rte": 0.1})
+    with pytest.raises(ConfigError, match="teacher.optimizer.learning_rte"):
+        as_teacher(config)

@@ -9,10 +9,10 @@ summary. Calling it again resumes (a finished run returns its saved summary). Us
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
-import jax
 import ml_collections
 
 from at_jax.errors import ConfigError
@@ -39,12 +39,17 @@ def get_config(path: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
+@functools.cache
+def start_distributed() -> None:
+    """:func:`at_jax.training.sharding.initialize_distributed`, once per process (a notebook trains many times)."""
+    sharding.initialize_distributed()
+
+
 def run_pipeline(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
     """Summaries by run name of what ``config.pipeline`` trains in ``workdir`` (what the CLI prints)."""
     if config.get("pipeline", "") not in PIPELINES:
         raise ConfigError(f"unknown pipeline {config.pipeline!r}; valid: 'teacher_then_students' or ''")
-    if not jax.distributed.is_initialized():
-        sharding.initialize_distributed()
+    start_distributed()
     if config.get("pipeline"):
         return teacher_then_students(config, workdir)
     return {os.path.basename(os.path.normpath(workdir)): train_and_evaluate(config, workdir)}

@@ -6,9 +6,11 @@
 - :mod:`~at_jax.training.step`: the compiled train and eval steps.
 - :mod:`~at_jax.training.batches`: batch order (a function of seed and step) and device-resident data.
 - :mod:`~at_jax.training.teacher`: the frozen teacher.
-- :mod:`~at_jax.training.optimizer`: SGD with the official recipe's schedule (optax).
+- :mod:`~at_jax.training.optimizer`: optimizers and schedules by name (optax); SGD + step: the official recipe.
 - :mod:`~at_jax.training.checkpoint`: orbax checkpoints, finished runs, ``load_model``.
-- :mod:`~at_jax.training.metrics`: metrics.jsonl, TensorBoard, progress with ETA.
+- :mod:`~at_jax.training.metrics`: metrics.jsonl and the other writers, progress with ETA.
+- :mod:`~at_jax.training.writers`: ``config.metrics.writers``: TensorBoard, wandb.
+- :mod:`~at_jax.training.run_figures`: a finished run's attention figure, for the figure commands and writers.
 - :mod:`~at_jax.training.workdir`: checks before writing, config.json, resume compatibility.
 - :mod:`~at_jax.training.sharding`: the device mesh, multi-host set-up, batch sharding.
 - :mod:`~at_jax.training.multi_run`: jobs of one or several runs in one program.
