@@ -17,7 +17,8 @@ import ml_collections
 
 from at_jax.errors import ConfigError
 from at_jax.experiments.teacher_students import teacher_then_students
-from at_jax.training import sharding, train_and_evaluate
+from at_jax import training
+from at_jax.training import sharding
 
 #: ``config.pipeline`` values: the teacher, then the students; or one run.
 PIPELINES = ("teacher_then_students", "")
@@ -52,7 +53,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str) -> dict[str, d
     start_distributed()
     if config.get("pipeline"):
         return teacher_then_students(config, workdir)
-    return {os.path.basename(os.path.normpath(workdir)): train_and_evaluate(config, workdir)}
+    return {os.path.basename(os.path.normpath(workdir)): training.train_and_evaluate(config, workdir)}
 
 
 def train(config: ml_collections.ConfigDict | None, workdir: str) -> dict:
