@@ -13,6 +13,8 @@ Everything is read and checked before the workdir is created, so a refused file 
 """
 from __future__ import annotations
 
+import json
+
 import pickle
 from typing import Any, Mapping
 
@@ -41,6 +43,14 @@ def _is_safetensors(weights: str, head: bytes) -> bool:
     return str(weights).endswith(".safetensors") or (len(head) >= 9 and head[8:9] == b"{")
 
 
+def in_file_order(tensors: Mapping[str, Any], data: bytes) -> dict:
+    """``tensors`` in the order they lie in the safetensors file ``data`` (by data offset; safetensors' writer lays
+    them out by dtype and name), not the loader's own order, which varies from process to process: messages
+    that name the first few keys are the same every time."""
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    return dict(sorted(tensors.items(), key=lambda item: tuple(header[item[0]]["data_offsets"])))
+
+
 def _read_safetensors(weights: str, data: bytes) -> Mapping[str, Any]:
     try:
         from safetensors.numpy import load  # pylint: disable=import-outside-toplevel
@@ -48,7 +58,7 @@ def _read_safetensors(weights: str, data: bytes) -> Mapping[str, Any]:
         raise CheckpointError("reading .safetensors files needs the safetensors package: "
                               "pip install safetensors") from None
     try:
-        return load(data)
+        return in_file_order(load(data), data)
     except KeyError as error:  # a dtype numpy has no type for (safetensors' numpy API)
         raise CheckpointError(f"cannot read {weights}: it holds {error.args[0]} tensors, which numpy cannot "
                               "represent; save the weights as float32") from None
