@@ -1,11 +1,13 @@
-"""The config files users register models and datasets from: which file registered something, and running
-that file again in a later process (a teacher loaded by a student run, a figure drawn from a finished run)."""
+"""The Python files users bring: config files, and the files they register models and datasets from (which
+file registered something, and running it again in a later process: a teacher loaded by a student run, a
+figure drawn from a finished run)."""
 from __future__ import annotations
 
 import importlib.util
 import inspect
 import os
 import sys
+import types
 
 from at_jax.errors import ConfigError
 
@@ -27,8 +29,14 @@ def run_user_file(path: str, what: str = "model") -> None:
     registers exists in this process; one line when the file is gone."""
     if not os.path.isfile(path):
         raise ConfigError(f"the file that registered the {what}, {path}, no longer exists")
+    load_python_file(path)
+
+
+def load_python_file(path: str) -> types.ModuleType:
+    """Runs the Python file ``path`` as a module (named after its absolute path) and returns it."""
     name = f"at_jax_user_file_{abs(hash(os.path.abspath(path)))}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    return module

@@ -10,7 +10,6 @@ summary. Calling it again resumes (a finished run returns its saved summary). Us
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 
 import ml_collections
@@ -19,6 +18,7 @@ from at_jax.errors import ConfigError
 from at_jax.experiments.teacher_students import teacher_then_students
 from at_jax import training
 from at_jax.training import sharding
+from at_jax.user_files import load_python_file
 
 #: ``config.pipeline`` values: the teacher, then the students; or one run.
 PIPELINES = ("teacher_then_students", "")
@@ -32,9 +32,7 @@ def get_config(path: str | None = None) -> ml_collections.ConfigDict:
     path, _, argument = (path or DEFAULT_CONFIG_FILE).partition(":")
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path} does not exist")
-    spec = importlib.util.spec_from_file_location(f"at_jax_config_{abs(hash(os.path.abspath(path)))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_python_file(path)
     config = module.get_config(argument) if argument else module.get_config()
     config.lock()
     return config

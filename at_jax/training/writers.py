@@ -76,6 +76,12 @@ def image_array(image: Image) -> np.ndarray:
     return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
 
 
+def numbers(scalars: Mapping[str, Any]) -> dict:
+    """The entries of ``scalars`` that are numbers (not booleans, not text): what the writers plot."""
+    return {name: value for name, value in scalars.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
 def wandb_run_id(run_dir: str) -> str:
     """A wandb run id that is the same every time ``run_dir`` (as an absolute path) trains: a resumed run
     continues its wandb run."""
@@ -105,9 +111,8 @@ class TensorBoardWriter:
             self._writer.flush()
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        for name, value in scalars.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._writer.add_scalar(name, value, step)
+        for name, value in numbers(scalars).items():
+            self._writer.add_scalar(name, value, step)
         self._writer.flush()
 
     def write_summary(self, summary: Mapping, step: int) -> None:
@@ -141,9 +146,7 @@ class WandbWriter:
                               "WANDB_MODE=offline to keep the run on this machine)") from None
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        numbers = {name: value for name, value in scalars.items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
-        self.run.log(numbers, step=step)
+        self.run.log(numbers(scalars), step=step)
 
     def write_summary(self, summary: Mapping, step: int) -> None:  # pylint: disable=unused-argument
         self.run.summary.update(json_safe(summary))
