@@ -57,3 +57,15 @@ def resize_bilinear(x: jax.Array, size: Sequence[int], *, axes: tuple[int, int] 
     if tuple(shape) == tuple(x.shape):
         return x
     return jax.image.resize(x, tuple(shape), method="linear", antialias=False)
+
+
+def resize_antialiased(x: jax.Array, size: int) -> jax.Array:
+    """An NHWC batch of square images resized to ``size`` x ``size``: triangle (bilinear) filter, antialiased
+    when shrinking (the filter widened by the scale, like PIL's bilinear ``resize`` and
+    ``F.interpolate(..., antialias=True)``); computed in float32, returned in ``x``'s dtype; the identity at
+    the same size."""
+    n, h, w, c = x.shape
+    if (h, w) == (size, size):
+        return x
+    resized = jax.image.resize(x.astype(jnp.float32), (n, size, size, c), method="linear", antialias=True)
+    return resized.astype(x.dtype)

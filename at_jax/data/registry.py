@@ -142,6 +142,11 @@ def _loader(name: str) -> tuple[Callable[..., Dataset], list[str]]:
                        f"(a prepared TFDS image-classification set)")
 
 
+def loader_options(name: str) -> list[str]:
+    """The options (keys of ``config.dataset``) dataset ``name``'s loader takes."""
+    return _loader(name)[1]
+
+
 def check_options(name: str, options: dict) -> None:
     """One line unless every key of ``options`` is an option of dataset ``name``."""
     allowed = _loader(name)[1]

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from at_jax.data.views import SIZE_KEY
 from at_jax.errors import ConfigError, ExperimentError
 from at_jax.run_files import CONFIG_FILE, as_path, read_json
 from at_jax.losses import weight_keys
@@ -135,10 +136,13 @@ def _copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def as_teacher(run: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """``run`` (in place) made the teacher's: ``model = teacher.model`` with ``teacher.model_kwargs``; when
     ``teacher.num_epochs`` > 0, that many epochs (a teacher may train longer than its students;
-    ``num_train_steps`` > 0 still wins); the optimizer keys ``teacher.optimizer`` sets (a ViT teacher's AdamW
+    ``num_train_steps`` > 0 still wins); at ``teacher.image_size`` when set; the optimizer keys ``teacher.optimizer`` sets (a ViT teacher's AdamW
     beside a CNN student's SGD)."""
     run.model = run.teacher.model
     run.model_kwargs = dict(run.teacher.get("model_kwargs", None) or {})   # the teacher's own options
+    if run.teacher.get("image_size", 0):   # the teacher trains at its own input size
+        run.dataset[SIZE_KEY] = run.teacher.image_size
+        run.teacher.image_size = 0
     if run.teacher.get("num_epochs", 0) > 0:
         run.num_epochs = run.teacher.num_epochs
     for key, value in dict(run.teacher.get("optimizer", None) or {}).items():

@@ -18,9 +18,10 @@ import numpy as np
 from at_jax.attention import attention_map, tokens_to_grid
 from at_jax.data import dataset_from_config, normalize
 from at_jax.data.registry import load_source
+from at_jax.data.views import run_views
 from at_jax.errors import CheckpointError, FigureError
 from at_jax.run_files import as_path, save_png
-from at_jax.spatial import resize_bilinear
+from at_jax.spatial import resize_antialiased, resize_bilinear
 
 CELL_INCHES = 1.6   # each panel is CELL_INCHES square; the PNG is (rows, columns) * CELL_INCHES * dpi pixels
 
@@ -41,9 +42,10 @@ class TrainedRun:
 
 def load_test_images(config: dict, num_images: int, start: int = 0):
     """``(uint8 images (n, H, W, C), labels, mean, std)`` of test examples start.. of the run's dataset (a user's
-    dataset registered again from its file, ``dataset_source``)."""
+    dataset registered again from its file, ``dataset_source``), at the size the run's input path delivers (the
+    larger of the student's and the teacher's views, :mod:`at_jax.data.views`)."""
     load_source(config["dataset"]["name"], config.get("dataset_source", ""))
-    dataset = dataset_from_config(config["dataset"])
+    dataset = dataset_from_config(config["dataset"], run_views(config))
     stop = min(start + num_images, len(dataset.test_labels))
     if start < 0 or stop <= start:
         raise FigureError(f"no test images from index {start}: the test set has {len(dataset.test_labels)}")
@@ -106,9 +108,11 @@ def attention_figure(student: TrainedRun, teacher: TrainedRun | None, out: str, 
     loss = student.config.get("loss", {})
     options = dict(p=float(loss.get("at_p", 2.0)), reduce=loss.get("at_reduce", "mean"))
     runs = [("student", student)] + ([("teacher", teacher)] if teacher is not None else [])
+    view_sizes = dict(zip(("student", "teacher"), run_views(student.config).sizes(images.shape[1])))
     columns, predictions = [], []
     for role, run in runs:
-        logits, run_columns = attention_columns(run.model, run.variables, inputs, **options)
+        view = resize_antialiased(inputs, view_sizes[role])   # each network at its own input size
+        logits, run_columns = attention_columns(run.model, run.variables, view, **options)
         predictions.append((role, logits.argmax(-1)))
         columns += [(f"{role} {run.name}\n{title}", maps) for title, maps in run_columns]
     size = images.shape[1:3]

@@ -72,9 +72,11 @@ class StreamInputs:
 
     kind = "stream"
 
-    def __init__(self, dataset, batch_size: int, eval_chunk: int, mesh, *, num_steps: int, workers: int):
+    def __init__(self, dataset, batch_size: int, eval_chunk: int, mesh, *, num_steps: int, workers: int,
+                 eval_size: int = 0):
         self.dataset, self.batch_size, self.eval_chunk, self.mesh = dataset, batch_size, eval_chunk, mesh
         self.num_steps, self.workers = num_steps, workers
+        self.eval_size = eval_size or dataset.image_size   # the student's side (train crops: the larger view)
         self.num_train, self.num_classes = dataset.num_train, dataset.num_classes
         self.image_shape, self.mean, self.std = dataset.image_shape, dataset.mean, dataset.std
         self.data: dict = {}
@@ -120,7 +122,7 @@ class StreamInputs:
     def eval_batches(self) -> Iterator[dict]:
         part = this_process_part(self.eval_chunk)
         iterator = iter(eval_pipeline(self.dataset.eval, chunk=self.eval_chunk, part=part,
-                                      image_size=self.dataset.image_size, workers=self.workers))
+                                      image_size=self.eval_size, workers=self.workers))
         try:
             for batch in iterator:
                 yield sharding.host_local_to_global(batch, self.mesh)
@@ -134,9 +136,12 @@ class StreamInputs:
 
 
 def make_inputs(kind: str, dataset: Any, batch_size: int, eval_chunk: int, mesh, *, num_steps: int,
-                workers: int):
-    """:class:`DeviceInputs` or :class:`StreamInputs` over ``dataset`` (in memory or streaming)."""
+                workers: int, eval_size: int = 0):
+    """:class:`DeviceInputs` or :class:`StreamInputs` over ``dataset`` (in memory or streaming); streamed eval
+    batches are decoded at ``eval_size`` (the student's side; 0: the dataset's), in-memory ones are resized in
+    the eval step."""
     if kind == "device":
         return DeviceInputs(dataset, batch_size, eval_chunk, mesh)
     std_logging.getLogger("grain").setLevel(std_logging.WARNING)
-    return StreamInputs(dataset, batch_size, eval_chunk, mesh, num_steps=num_steps, workers=workers)
+    return StreamInputs(dataset, batch_size, eval_chunk, mesh, num_steps=num_steps, workers=workers,
+                        eval_size=eval_size)

@@ -18,6 +18,7 @@ from at_jax import models
 from at_jax.data import Dataset
 from at_jax.data.from_config import input_data
 from at_jax.data.streaming import default_workers
+from at_jax.data.views import ImageViews, configured_sizes
 from at_jax.errors import ConfigError
 from at_jax.losses import Objective, build_objective
 from at_jax.models.tap import tap_layers
@@ -50,6 +51,8 @@ class Setup:
     train_steps: Callable         # (state, metric_sums, teacher_variables, data, inputs[K, S, B...])
     eval_step: Callable           # (params, batch_stats, batch) -> stacked sums
     single_step: Callable         # the job's step (not jitted), for metric shapes
+    student_shape: tuple = ()     # (H, W, C) of the student's and the teacher's inputs (at_jax/data/views.py)
+    teacher_shape: tuple = ()
 
     @property
     def data(self) -> dict:
@@ -116,6 +119,28 @@ def mixing_and_averaging(config: ml_collections.ConfigDict) -> dict:
     return settings
 
 
+def image_views(config: ml_collections.ConfigDict) -> ImageViews:
+    """``dataset.image_size`` and ``teacher.image_size``, checked; input-gradient transfer needs one size."""
+    try:
+        views = configured_sizes(config.dataset, config.teacher.get("image_size", 0))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if views.differ and config.loss.get("grad_at_beta", 0):
+        raise ConfigError("loss.grad_at_beta compares input gradients pixel by pixel: it needs teacher.image_size "
+                          "equal to the student's (dataset.image_size)")
+    return views
+
+
+def view_shapes(views: ImageViews, delivered: tuple) -> tuple[tuple, tuple]:
+    """(student, teacher) input shapes (H, W, C) for images delivered with shape ``delivered``."""
+    if delivered[0] != delivered[1] and (views.student or views.teacher):
+        raise ConfigError(f"dataset.image_size / teacher.image_size need square images, the data's are "
+                          f"{delivered[0]}x{delivered[1]}")
+    student, teacher = views.sizes(delivered[0])
+    return ((student, student, delivered[2]) if views.student else tuple(delivered),
+            (teacher, teacher, delivered[2]) if views.teacher else tuple(delivered))
+
+
 def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int]:
     """The job's inputs (on device or streamed) and its train steps (checked against the batch size and the
     mesh)."""
@@ -123,14 +148,15 @@ def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int]:
         sharding.check_batch_size(config.batch_size, mesh)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    kind, dataset = input_data(config.dataset)
+    views = image_views(config)
+    kind, dataset = input_data(config.dataset, views)
     if config.batch_size > dataset.num_train:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {dataset.num_train} training examples")
     steps = total_steps(config, dataset.num_train)
     eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
     workers = int(config.dataset.get("workers", -1))
     inputs = make_inputs(kind, dataset, config.batch_size, eval_chunk, mesh, num_steps=steps,
-                         workers=default_workers() if workers < 0 else workers)
+                         workers=default_workers() if workers < 0 else workers, eval_size=views.student)
     return inputs, steps
 
 
@@ -145,14 +171,15 @@ def tap_named_layers(objective: Objective, model_name: str, model: Any,
 
 
 def check_names(config: ml_collections.ConfigDict, objective: Objective, model: Any, teacher: Teacher | None,
-                sample: jax.Array) -> None:
+                sample: jax.Array, teacher_sample: jax.Array) -> None:
     """Raises :class:`ConfigError` when a name or index the config gives matches nothing in the models
     (``loss.at_pairs``, ``loss.at_layers``, ``freeze.modules``); works on shapes only (nothing is computed)."""
     (_, student_features), variables = jax.eval_shape(
         lambda: model.init_with_output(jax.random.PRNGKey(0), sample, train=False))
     check_freeze(config.get("freeze", {}), variables["params"], config.model)
     if teacher is not None:
-        teacher_features = jax.eval_shape(lambda: teacher.model.apply(teacher.variables, sample, train=False)[1])
+        teacher_features = jax.eval_shape(
+            lambda: teacher.model.apply(teacher.variables, teacher_sample, train=False)[1])
         pairs = objective.pairs(len(student_features), len(teacher_features))
         if not pairs and objective.pairs_features:
             raise ConfigError(f"{config.model} ({len(student_features)} features) and the teacher "
@@ -173,8 +200,9 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     teacher = (load_teacher(config, inputs.num_classes, mesh, teacher_dtype) if objective.uses_teacher
                else None)
     model, teacher = tap_named_layers(objective, config.model, model, teacher)
-    sample = jnp.zeros((1,) + inputs.image_shape, dtype)
-    check_names(config, objective, model, teacher, sample)
+    student_shape, teacher_shape = view_shapes(image_views(config), inputs.image_shape)
+    sample, teacher_sample = jnp.zeros((1,) + student_shape, dtype), jnp.zeros((1,) + teacher_shape, teacher_dtype)
+    check_names(config, objective, model, teacher, sample, teacher_sample)
     try:
         transform, schedule = make_optimizer(config.optimizer, steps, config.batch_size)
         transform = freeze_transform(transform, config.get("freeze", {}))
@@ -184,7 +212,8 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     step_config = StepConfig(total_steps=steps, pad=pad, flip=flip, mean=inputs.mean, std=inputs.std,
                              compute_dtype=dtype, teacher_dtype=teacher_dtype,
                              student_train_mode=not config.get("freeze", {}).get("batch_norm", False),
-                             num_classes=inputs.num_classes, **mixing_and_averaging(config))
+                             num_classes=inputs.num_classes, student_size=student_shape[0],
+                             teacher_size=teacher_shape[0], **mixing_and_averaging(config))
     mode = config.get("parallel_mode", "auto")
     single_step = multi_run.job_train_step(
         make_train_step(model, teacher and teacher.model, objective, transform, schedule, step_config),
@@ -194,7 +223,7 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     init = lambda seed: create_train_state(model, transform, sample, seed, objective=objective,
                                            teacher_model=teacher and teacher.model,
                                            teacher_variables=teacher and teacher.variables,
-                                           ema=step_config.ema_decay > 0)
+                                           ema=step_config.ema_decay > 0, teacher_sample=teacher_sample)
     init_workdir = config.get("init", {}).get("workdir", "")
     return Setup(config=config, inputs=inputs, mesh=mesh, objective=objective, model=model, teacher=teacher,
                  pretrained=load_pretrained(init_workdir, config.model) if init_workdir else None,
@@ -202,4 +231,5 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
                  steps_per_call=int(config.get("steps_per_call", 0)) or default_steps_per_call(),
                  init_state=jax.jit(jax.vmap(init), out_shardings=sharding.replicated(mesh)),
                  train_steps=jax.jit(make_multi_step(single_step), donate_argnums=(0, 1)),
-                 eval_step=jax.jit(eval_step), single_step=single_step)
+                 eval_step=jax.jit(eval_step), single_step=single_step, student_shape=student_shape,
+                 teacher_shape=teacher_shape)

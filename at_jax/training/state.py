@@ -29,17 +29,19 @@ def compute_dtype(name: str) -> Any:
 
 def create_train_state(model: nn.Module, transform: optax.GradientTransformation, sample: jax.Array,
                        seed: Any, *, objective: Objective | None = None, teacher_model: nn.Module | None = None,
-                       teacher_variables: Any = None, ema: bool = False) -> dict:
+                       teacher_variables: Any = None, ema: bool = False,
+                       teacher_sample: jax.Array | None = None) -> dict:
     """The initial state of run ``seed`` (an int or a traced int32): the model initialised from
     ``PRNGKey(seed)``, the objective's trainable parameters (F-ActT adapters, from the teacher's features on
-    ``sample``), the optimizer state, the run's augmentation key ``PRNGKey(seed + 1)`` and, with ``ema``, the
-    moving average starting at the initial model."""
+    ``teacher_sample``, default ``sample``), the optimizer state, the run's augmentation key
+    ``PRNGKey(seed + 1)`` and, with ``ema``, the moving average starting at the initial model."""
     model_key, adapter_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = model.init(model_key, sample, train=False)
     params = {"model": variables["params"]}
     if objective is not None and objective.needs_adapters:
         student_features = model.apply(variables, sample, train=False)[1]
-        teacher_features = teacher_model.apply(teacher_variables, sample, train=False)[1]
+        teacher_input = sample if teacher_sample is None else teacher_sample
+        teacher_features = teacher_model.apply(teacher_variables, teacher_input, train=False)[1]
         params["adapters"] = objective.init_adapters(adapter_key, student_features, teacher_features)
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "batch_stats": variables.get("batch_stats", {}),
              "opt_state": transform.init(params), "rng": jax.random.PRNGKey(seed + 1)}

@@ -19,6 +19,7 @@ import optax
 from at_jax.data.augment import augment_batch, normalize
 from at_jax.data.mix import mix_batch
 from at_jax.losses import ModelOutputs, Objective, cross_entropy, soft_targets
+from at_jax.spatial import resize_antialiased
 
 State = dict  # {"step", "params", "batch_stats", "opt_state", "rng"[, "loss_weights"][, "ema"]}
 
@@ -38,6 +39,14 @@ class StepConfig:
     mixup_alpha: float = 0.0          # at_jax/data/mix.py; 0 = off
     cutmix_alpha: float = 0.0
     ema_decay: float = 0.0            # > 0: state["ema"] = {"params", "batch_stats"} averaged after every update
+    student_size: int = 0             # the student's input side, an antialiased resize of the delivered
+    teacher_size: int = 0             # images (at_jax/data/views.py); 0 = as delivered
+
+
+def input_view(x: jax.Array, size: int) -> jax.Array:
+    """One network's view of the step's (augmented, mixed, normalised) batch: resized to ``size`` (0 or the
+    batch's own size: the batch itself)."""
+    return resize_antialiased(x, size) if size else x
 
 
 def model_variables(params: Any, batch_stats: Any) -> dict:
@@ -107,7 +116,9 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
         x, targets = step_targets(jax.random.fold_in(step_key, 2), x, labels, step_config,
                                   objective.option("label_smoothing"))
         progress = state["step"].astype(jnp.float32) / step_config.total_steps
-        teacher = teacher_forward(teacher_model, teacher_variables, x.astype(step_config.teacher_dtype))
+        teacher = teacher_forward(teacher_model, teacher_variables,
+                                  input_view(x, step_config.teacher_size).astype(step_config.teacher_dtype))
+        x = input_view(x, step_config.student_size)
 
         dropout_key = jax.random.fold_in(step_key, 1)
 
@@ -176,8 +187,8 @@ def make_eval_step(model: nn.Module, step_config: StepConfig, num_classes: int) 
 
     def eval_step(params, batch_stats, batch: dict):
         labels, mask = batch["labels"], batch["mask"]
-        x = normalize(batch["images"], jnp.asarray(step_config.mean), jnp.asarray(step_config.std),
-                      step_config.compute_dtype)
+        x = input_view(normalize(batch["images"], jnp.asarray(step_config.mean), jnp.asarray(step_config.std),
+                                 step_config.compute_dtype), step_config.student_size)
         logits, _ = model.apply(model_variables(params, batch_stats), x, train=False)
         logits = logits.astype(jnp.float32)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)

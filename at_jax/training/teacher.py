@@ -32,6 +32,11 @@ def load_teacher(config: ml_collections.ConfigDict, num_classes: int, mesh, dtyp
     saved_dataset = run.config.get("dataset", {}).get("name")
     if saved_dataset != config.dataset.name:
         raise CheckpointError(f"teacher was trained on {saved_dataset!r}, the student on {config.dataset.name!r}")
+    trained_size = run.config.get("dataset", {}).get("image_size", 0)
+    teacher_size = config.teacher.get("image_size", 0) or config.dataset.get("image_size", 0)
+    if trained_size and teacher_size and trained_size != teacher_size:
+        logging.warning("the teacher was trained at %d px and sees %d px here (teacher.image_size)", trained_size,
+                        teacher_size)
     logging.info("teacher: %s from %s (step %d)", saved_model, config.teacher.workdir, run.step)
     return Teacher(saved_model, model_from_config(run.config, dtype=dtype),
                    sharding.replicate(variables_of(run), mesh))
