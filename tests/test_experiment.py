@@ -17,13 +17,13 @@ from experiment_utils import compilation_cache, register_tiny_cnn
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def experiment_config(name: str = "smoke"):
-    """configs/experiments/NAME.py's get_config()."""
+def experiment_config(name: str = "smoke", argument: str | None = None):
+    """configs/experiments/NAME.py's get_config(argument)."""
     path = os.path.join(REPO, "configs", "experiments", f"{name}.py")
     spec = importlib.util.spec_from_file_location(f"experiment_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(argument) if argument is not None else module.get_config()
 
 
 class CountingTrainer:
@@ -179,6 +179,19 @@ def test_statistics_and_cells():
     assert experiment_results.format_cell({**cell, "median": None}) == "–"
 
 
+def test_paired_differences_subtract_the_first_method_seed_by_seed():
+    methods = {"none": {"errors": {"0": 20.0, "1": 22.0, "2": 18.0}},
+               "at": {"errors": {"0": 18.5, "1": 22.5, "2": 15.0}},
+               "kd": {"errors": {"0": 19.0, "2": 19.0}}}   # seed 1 not finished
+    results = {"methods": methods, "seeds": [0, 1, 2]}
+    differences = experiment_results.paired_differences(results)
+    assert differences == {"at": {"0": -1.5, "1": 0.5, "2": -3.0}, "kd": {"0": -1.0, "2": 1.0}}
+    lines = experiment_results.paired_lines(results)
+    assert "| at | -1.50 | +0.50 | -3.00 | -1.50 | 2/3 |" in lines
+    assert "| kd | -1.00 | – | +1.00 | +0.00 | 1/2 |" in lines
+    assert experiment_results.paired_lines({"methods": {"none": methods["none"]}, "seeds": [0]}) == []
+
+
 def test_paper_numbers_only_where_the_setting_matches():
     config = experiment_config("table1_wrn_16_2_to_16_1")
     base = config.base.to_dict()
@@ -245,6 +258,31 @@ def test_cluttered_mnist_experiment_teacher_trains_longer_and_students_see_the_t
     assert student.model == "wrn-10-1" and student.dataset.eval_split == "test"
     assert teacher.dataset.eval_split == "test" and runs["none/seed_0"].config.loss.at_beta == 0.0
     assert len(runs) == 1 + 4 * 5
+
+
+def test_extended_experiments_sweep_the_at_weight_on_validation_then_run_four_methods_on_test():
+    """configs/experiments/cnn_and_vit.py and low_resolution.py: the protocol of _embedded_protocol.py."""
+    sweep = {run.name: run for run in experiments_plan.plan(
+        experiment_config("low_resolution", "teacher_size=40,split=val"), "/x")}
+    assert len(sweep) == 1 + 5 * 3 and sweep["none/seed_2"].config.dataset.eval_split == "val"
+    assert [sweep[f"at_{beta}/seed_0"].config.loss.at_beta for beta in (30, 100, 300, 1000)] == [30, 100, 300, 1000]
+    assert sweep["teacher"].config.dataset.image_size == 40 and sweep["teacher"].config.teacher.image_size == 0
+    student = sweep["at_300/seed_0"].config
+    assert student.dataset.image_size == 20 and student.teacher.image_size == 40
+
+    for direction, student_model, teacher_model in (("cnn_to_vit", "vit-ti/5", "wrn-10-2"),
+                                                     ("vit_to_cnn", "wrn-10-1", "vit-ti/5")):
+        runs = {run.name: run for run in experiments_plan.plan(
+            experiment_config("cnn_and_vit", f"direction={direction},split=test"), "/x")}
+        assert len(runs) == 1 + 4 * 5 and runs["kd/seed_4"].config.dataset.eval_split == "test"
+        teacher, student = runs["teacher"].config, runs["at+kd/seed_0"].config
+        assert (student.model, teacher.model) == (student_model, teacher_model)
+        vit = student if direction == "cnn_to_vit" else teacher
+        assert vit.optimizer.name == "adamw" and dict(vit.model_kwargs)["embed_dim"] == 64
+        cnn = teacher if direction == "cnn_to_vit" else student
+        assert cnn.optimizer.name == "sgd" and student.loss.kd_alpha == 0.9 and student.loss.at_beta > 0
+    with pytest.raises(ValueError, match="teacher_size"):
+        experiment_config("low_resolution", "teacher_size=30")
 
 
 def test_table5_imagenet_experiment_carries_the_paper_numbers_and_the_last_two_groups():

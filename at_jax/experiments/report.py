@@ -86,6 +86,7 @@ def build_results(*, name: str, description: str, base: Mapping, teacher_model: 
     teacher_accuracy = (teacher_summary or {}).get("accuracy")
     return {
         "name": name, "description": description, "dataset": _lookup(base, "dataset.name"),
+        "eval_split": _lookup(base, "dataset.eval_split"),
         "student_model": base.get("model"), "teacher_model": teacher_model,
         "parameters": {model: count for model, count in parameter_counts.items() if count is not None},
         "seeds": list(seeds),
@@ -133,7 +134,8 @@ def format_markdown(results: Mapping) -> str:
     if results["description"]:
         lines += [results["description"], ""]
     num_seeds = len(results["seeds"])
-    lines += [f"Test error (%) on {results['dataset']}: median over {num_seeds} seed{'s' * (num_seeds != 1)} "
+    measured = "Validation error" if results.get("eval_split") == "val" else "Test error"
+    lines += [f"{measured} (%) on {results['dataset']}: median over {num_seeds} seed{'s' * (num_seeds != 1)} "
               f"(min{DASH}max); the teacher is one run.", ""]
     header = ["", "student net", "teacher net"] + [m["label"] for m in methods.values()] + ["teacher"]
     lines.append("| " + " | ".join(header) + " |")
@@ -155,7 +157,44 @@ def format_markdown(results: Mapping) -> str:
     for method, result in methods.items():
         cells = [_number(result["errors"].get(str(seed))) for seed in results["seeds"]]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + paired_lines(results)) + "\n"
+
+
+def paired_differences(results: Mapping) -> dict[str, dict[str, float]]:
+    """method -> {seed: error of the method - error of the first method with that seed} (percentage points),
+    for every method after the first and every seed both finished: the seeds are paired (the same seed is the
+    same initialisation and batch order for every method)."""
+    methods = list(results["methods"].items())
+    if len(methods) < 2:
+        return {}
+    reference = methods[0][1]["errors"]
+    return {method: {seed: result["errors"][seed] - reference[seed]
+                     for seed in map(str, results["seeds"]) if seed in result["errors"] and seed in reference}
+            for method, result in methods[1:]}
+
+
+def paired_lines(results: Mapping) -> list[str]:
+    """The "Paired differences" section of results.md (empty with fewer than two methods)."""
+    differences = paired_differences(results)
+    if not differences:
+        return []
+    first = next(iter(results["methods"]))
+    lines = ["", f"## Paired differences from {first}", "",
+             f"Error of the method minus the error of {first} with the same seed (percentage points; negative: "
+             "the method is better).", "",
+             "| method | " + " | ".join(f"seed {s}" for s in results["seeds"]) + " | median | better in |",
+             "|---|" + "---|" * (len(results["seeds"]) + 2)]
+    for method, by_seed in differences.items():
+        cells = [_signed(by_seed.get(str(seed))) for seed in results["seeds"]]
+        values = list(by_seed.values())
+        median = _signed(float(np.median(values))) if values else "–"
+        better = f"{sum(value < 0 for value in values)}/{len(values)}"
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {median} | {better} |")
+    return lines
+
+
+def _signed(value: float | None) -> str:
+    return DASH if value is None else f"{value:+.2f}"
 
 
 def write_results(workdir: str, results: Mapping) -> None:

@@ -293,10 +293,12 @@ class VisionTransformer(nn.Module):
 
 
 @register(r"vit-(ti|s|b)/(\d+)",
-          "vit-ti/P, vit-s/P, vit-b/P (DeiT-Ti/S/B, patch size P; options depth=, image_size=, dropout=, drop_path=)")
+          "vit-ti/P, vit-s/P, vit-b/P (DeiT-Ti/S/B, patch size P; options depth=, image_size=, dropout=, drop_path=, "
+          "and embed_dim=, num_heads= for a narrower or wider network than the name's)")
 def _build_vit(match: re.Match, num_classes: int, **kwargs) -> VisionTransformer:
-    check_module_kwargs(VisionTransformer, kwargs, reserved=("embed_dim", "num_heads", "patch_size", "num_classes"))
+    check_module_kwargs(VisionTransformer, kwargs, reserved=("patch_size", "num_classes"))
     embed_dim, num_heads = VIT_WIDTHS[match.group(1)]
+    kwargs.setdefault("embed_dim", embed_dim)
+    kwargs.setdefault("num_heads", num_heads)
     kwargs.setdefault("depth", 12)
-    return VisionTransformer(embed_dim=embed_dim, num_heads=num_heads, patch_size=int(match.group(2)),
-                             num_classes=num_classes, **kwargs)
+    return VisionTransformer(patch_size=int(match.group(2)), num_classes=num_classes, **kwargs)
