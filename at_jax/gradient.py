@@ -102,9 +102,12 @@ def gradient_at_loss(
     L_S + β · gradient_at_loss (β/2 · ‖J_S − J_T‖², the ½ being included here).
 
     Args:
-      loss_fn_s, params_s: the student's loss ``(params, x, y) -> scalar`` and its parameters.
-      loss_fn_t, params_t: the teacher's loss and parameters (any architecture).
-      x, y: one batch, shared by both (J_S and J_T both have the shape of x).
+      loss_fn_s: the student's loss ``(params, x, y) -> scalar``.
+      params_s: the student's parameters (any pytree).
+      loss_fn_t: the teacher's loss (any architecture).
+      params_t: the teacher's parameters.
+      x: one batch of inputs, shared by both (J_S and J_T both have the shape of x).
+      y: its targets.
       has_aux: ``loss_fn_s`` returns ``(loss, aux)``; the result is then ``(value, aux_s)``.
       teacher_has_aux: ``loss_fn_t`` returns ``(loss, aux)`` (its aux is dropped); defaults to
         ``has_aux``.
@@ -155,7 +158,9 @@ def flip_symmetry_loss(
     Args:
       loss_fn: ``(params, x, y) -> scalar`` (or ``-> (scalar, aux)`` with ``has_aux``); it is
         called on (x, y) and on (flip_w(x), y_flipped).
-      params, x, y: as in :func:`input_gradient`.
+      params: as in :func:`input_gradient`.
+      x: as in :func:`input_gradient`.
+      y: as in :func:`input_gradient`.
       has_aux: ``loss_fn`` returns ``(loss, aux)``; the result is then ``(value, aux)`` with the
         aux of the evaluation on the un-flipped x.
       axis: the axis to flip; 2 is the width of NHWC.
