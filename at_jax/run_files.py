@@ -7,9 +7,11 @@ for ``gs://``). A ``scheme://`` that no installed backend serves is refused in o
 
 A run's workdir holds ``config.json`` (its settings, plus ``num_classes`` and ``num_train_examples``),
 ``metrics.jsonl`` (one JSON object per log line), ``summary.json`` (when finished), ``checkpoints/``,
-``tensorboard/`` and ``wandb/`` (its metric writers), ``figures/`` (the attention figure of a run with a teacher)
-and, for a run of a multi-run job that diverged, ``stopped.json``. JSON writes are
-atomic (a temporary file, then a rename), so a kill never leaves a torn JSON file.
+``tensorboard/`` and ``wandb/`` (its metric writers), ``figures/`` (the attention figure of a run with a teacher),
+``attention/`` (attention maps while training, ``metrics.attention_every``: ``step_<step:08d>.npz`` and
+``probe_images.npz``, :mod:`at_jax.training.attention_probe`) and, for a run of a multi-run job that diverged,
+``stopped.json``. JSON and attention files are written atomically (a temporary file, then a rename), so a kill
+never leaves a torn file.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 STOPPED_FILE = "stopped.json"
 INPUT_STATE_DIR = "input_state"   # the streamed input pipeline's state at each checkpoint step
+ATTENTION_DIR = "attention"       # attention maps while training: step_<step:08d>.npz, probe_images.npz
+ATTENTION_IMAGES_FILE = "probe_images.npz"
 
 PathLike = Union[str, os.PathLike]
 
@@ -77,6 +81,20 @@ def write_text(path: PathLike, text: str) -> None:
     target = as_path(path)
     temporary = target.parent / (target.name + ".tmp")
     temporary.write_text(text)
+    temporary.replace(target)
+
+
+def attention_snapshot_path(run_dir: PathLike, step: int) -> epath.Path:
+    """``run_dir/attention/step_<step:08d>.npz``: a run's attention maps at ``step``."""
+    return as_path(run_dir) / ATTENTION_DIR / f"step_{int(step):08d}.npz"
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (a temporary file, then a rename), creating its folder."""
+    target = as_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / (target.name + ".tmp")
+    temporary.write_bytes(data)
     temporary.replace(target)
 
 

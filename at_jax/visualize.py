@@ -14,6 +14,11 @@ and range over seeds::
 
     python -m at_jax.visualize sweep --workdir=JOB_DIR --out=FILE.png
 
+Attention maps over training (a run trained with ``--config.metrics.attention_every=K``): rows are steps,
+columns the probe image, then each AT pair's student | teacher maps::
+
+    python -m at_jax.visualize drift --workdir=RUN --out=FILE.png [--image=0] [--max-rows=8]
+
 User mistakes end with one line ``at_jax: error: ...`` on stderr and exit code 2.
 """
 from __future__ import annotations
@@ -61,6 +66,16 @@ def sweep_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def drift_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m at_jax.visualize drift", description="Attention maps over training steps.")
+    parser.add_argument("--workdir", required=True, help="a run trained with metrics.attention_every > 0")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--image", type=int, default=0, help="index of the probe image")
+    parser.add_argument("--max-rows", type=int, default=8, help="steps shown (evenly spread, first and last kept)")
+    parser.add_argument("--dpi", type=int, default=100)
+    return parser
+
+
 def draw_attention(args: argparse.Namespace) -> tuple[int, int]:
     from at_jax.figures import attention_maps  # pylint: disable=import-outside-toplevel
     from at_jax.training.run_figures import load_trained_run  # pylint: disable=import-outside-toplevel
@@ -84,8 +99,15 @@ def draw_sweep(args: argparse.Namespace) -> tuple[int, int]:
     return sweep_figure(args.workdir, args.out, dpi=args.dpi, title=args.title)
 
 
+def draw_drift(args: argparse.Namespace) -> tuple[int, int]:
+    from at_jax.figures.drift import drift_figure  # pylint: disable=import-outside-toplevel
+
+    return drift_figure(args.workdir, args.out, image=args.image, max_rows=args.max_rows, dpi=args.dpi)
+
+
 #: subcommand -> (parser, drawing function); no subcommand = attention maps.
-SUBCOMMANDS = {"curves": (curves_parser, draw_curves), "sweep": (sweep_parser, draw_sweep)}
+SUBCOMMANDS = {"curves": (curves_parser, draw_curves), "sweep": (sweep_parser, draw_sweep),
+               "drift": (drift_parser, draw_drift)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,7 @@ from absl import logging
 from at_jax.data import dataset_from_config
 from at_jax.errors import NonFiniteLossError, Preempted
 from at_jax.training import multi_run, sharding
+from at_jax.training.attention_probe import AttentionProbe, snapshot_interval
 from at_jax.training.checkpoint import Checkpointer, abstract_like, finished_summary, resume_step
 from at_jax.training.finetune import start_from
 from at_jax.training.metrics import MetricWriter, Progress, check_finite
@@ -41,6 +42,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     (also in ``workdir/summary.json``); a multi-run job's summary holds each run's under ``"runs"``."""
     job = multi_run.plan_job(config, workdir)
     check_workdirs(job)
+    snapshot_interval(config)   # metrics.attention_every checked before anything is written
     finished = finished_job_summary(config, job)
     if finished is not None:
         logging.info("%s finished earlier (step %d): nothing to do", workdir, finished["step"])
@@ -175,6 +177,7 @@ class Training:
         self._zero_sums = lambda: jax.device_put(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes),
                                                  sharding.replicated(setup.mesh))
         self._reset_sums()
+        self.attention = AttentionProbe.create(setup, job)   # None unless metrics.attention_every > 0
 
     def _reset_sums(self) -> None:
         self.metric_sums, self.steps_since_flush, self.flush_time = self._zero_sums(), 0, time.time()
@@ -183,6 +186,8 @@ class Training:
         """Trains until the last step; logs, evaluates and saves at their intervals. On a preemption request
         it trains on to the next log step, saves there and raises :class:`Preempted`."""
         config, total = self.config, self.setup.total_steps
+        if self.step == 0:
+            self.record_attention()
         while self.step < total:
             events = [total, next_multiple(self.step, config.log_every_steps),
                       next_multiple(self.step, config.checkpoint_every_steps)]
@@ -235,6 +240,13 @@ class Training:
                                       epoch=self.step / self.setup.steps_per_epoch)
         self.progress.update(self.step, progress_message(run_means, images_per_second, self.job.size))
         self._reset_sums()
+        self.record_attention()
+
+    def record_attention(self) -> None:
+        """The active runs' attention maps at a snapshot step (``metrics.attention_every``; else nothing)."""
+        if self.attention is not None and self.attention.due(self.step):
+            self.attention.record(self.step, self.state, self.active, self.job.run_dirs, self.writers,
+                                  write=self.is_chief)
 
     def stop_run(self, index: int, reason: str) -> None:
         """A run became non-finite. It is marked stopped while others go on; the last one raises (and stays
