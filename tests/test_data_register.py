@@ -131,16 +131,3 @@ def test_a_dataset_registered_in_a_config_file_trains_through_the_cli(tmp_path):
                             cwd=REPO, timeout=300)
     assert figure.returncode == 0, figure.stderr[-2000:]
     assert (tmp_path / "maps.png").stat().st_size > 0
-
-
-def test_readme_dataset_example_trains(tmp_path):
-    import re  # pylint: disable=import-outside-toplevel
-    readme = open(f"{REPO}/README.md").read()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "at_jax.data.register" in b)
-    path = tmp_path / "my_noise.py"
-    path.write_text(block)
-    result = run_cli([f"--config={path}", f"--workdir={tmp_path / 'run'}", "--config.pipeline=",
-                      "--config.num_train_steps=2", "--config.loss.at_beta=0", "--config.model=wrn-10-1",
-                      "--config.metrics.writers=jsonl", "--config.batch_size=32"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.load(open(tmp_path / "run" / "summary.json"))["dataset"] == "noise"

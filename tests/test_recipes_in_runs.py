@@ -173,14 +173,3 @@ def test_mixup_and_ema_on_the_streaming_path(tmp_path):
     saved = json.load(open(tmp_path / "run" / "config.json"))
     assert saved["dataset"]["pipeline"] == "stream"
     assert json.load(open(tmp_path / "run" / "summary.json"))["ema_accuracy"] is not None
-
-
-def test_readme_notebook_example_runs(tmp_path, monkeypatch):
-    import re  # pylint: disable=import-outside-toplevel
-    readme = open(os.path.join(REPO, "README.md")).read()
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "at_jax.train(" in b)
-    monkeypatch.chdir(REPO)
-    namespace: dict = {}
-    exec(compile(block.replace('"runs/notebook"', repr(str(tmp_path / "notebook"))), "README.md", "exec"),
-         namespace)  # pylint: disable=exec-used
-    assert namespace["summary"]["ema_accuracy"] is not None and namespace["variables"]["params"]
