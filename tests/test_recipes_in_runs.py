@@ -125,10 +125,8 @@ ALL_KEYS = {"optimizer.name": "adamw", "optimizer.learning_rate": 0.003, "optimi
             "metrics.writers": "jsonl,tensorboard", "loss.at_beta": 100.0, "loss.kd_alpha": 0.5}
 
 
-def test_every_new_key_through_the_cli_and_the_notebook_api(tmp_path):
-    teacher = tmp_path / "teacher"
-    assert run_cli(["--config=configs/tiny.py", f"--workdir={teacher}", "--config.metrics.writers=jsonl"]).returncode == 0
-    keys = dict(ALL_KEYS, **{"teacher.workdir": str(teacher)})
+def test_every_new_key_through_the_cli_and_the_notebook_api(tmp_path, teacher_dir):
+    keys = dict(ALL_KEYS, **{"teacher.workdir": teacher_dir})   # the session's configs/tiny.py teacher
     result = run_cli(["--config=configs/tiny.py", f"--workdir={tmp_path / 'cli'}",
                       *[f"--config.{key}={value}" for key, value in keys.items()]])
     assert result.returncode == 0, result.stderr[-2000:]
