@@ -373,7 +373,8 @@ def test_vit_ti_4_forward_is_fast_and_its_tokens_give_maps():
         ("vit-ti", {}, r"unknown model"),
         ("convnext-small", {}, r"unknown model"),
         ("vit-ti/0", {}, r"patch_size must be an integer >= 1"),
-        ("vit-ti/4", {"num_heads": 4}, r"unknown option.*num_heads"),
+        ("vit-ti/4", {"num_heads": 5}, r"embed_dim 192 is not divisible by num_heads 5"),
+        ("vit-ti/4", {"patch_size": 8}, r"patch_size"),
         ("vit-ti/4", {"depth": 0}, r"depth must be an integer >= 1"),
         ("vit-s/4", {"image_size": (32, 0)}, r"image_size"),
         ("vit-s/4", {"image_size": 0}, r"image_size must be an integer or \(height, width\)"),
@@ -393,3 +394,10 @@ def test_too_small_inputs_raise_value_error(name, size, message):
     model = create(name, 10)
     with pytest.raises(ValueError, match=message):
         jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
+
+
+def test_a_narrower_vit_by_options():
+    """``embed_dim`` and ``num_heads`` override the name's width (configs/experiments/cnn_and_vit.py's small ViT)."""
+    model = create("vit-ti/5", 10, depth=4, embed_dim=64, num_heads=2)
+    assert (model.embed_dim, model.num_heads, model.depth, model.patch_size) == (64, 2, 4, 5)
+    assert create("vit-ti/5", 10).embed_dim == 192
