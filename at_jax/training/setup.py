@@ -141,14 +141,13 @@ def view_shapes(views: ImageViews, delivered: tuple) -> tuple[tuple, tuple]:
             (teacher, teacher, delivered[2]) if views.teacher else tuple(delivered))
 
 
-def load_inputs(config: ml_collections.ConfigDict, mesh) -> tuple[Any, int]:
+def load_inputs(config: ml_collections.ConfigDict, mesh, views: ImageViews) -> tuple[Any, int]:
     """The job's inputs (on device or streamed) and its train steps (checked against the batch size and the
     mesh)."""
     try:
         sharding.check_batch_size(config.batch_size, mesh)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    views = image_views(config)
     kind, dataset = input_data(config.dataset, views)
     if config.batch_size > dataset.num_train:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {dataset.num_train} training examples")
@@ -192,7 +191,8 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     check_config(config)
     use_compilation_cache(config.get("compilation_cache_dir", "auto"))
     mesh = sharding.make_mesh()
-    inputs, steps = load_inputs(config, mesh)
+    views = image_views(config)
+    inputs, steps = load_inputs(config, mesh, views)
     dtype = compute_dtype(config.compute_dtype)
     teacher_dtype = compute_dtype(config.teacher.get("compute_dtype") or config.compute_dtype)
     objective = build_objective(multi_run.structure_loss_config(config.loss, job.specs))
@@ -200,7 +200,7 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
     teacher = (load_teacher(config, inputs.num_classes, mesh, teacher_dtype) if objective.uses_teacher
                else None)
     model, teacher = tap_named_layers(objective, config.model, model, teacher)
-    student_shape, teacher_shape = view_shapes(image_views(config), inputs.image_shape)
+    student_shape, teacher_shape = view_shapes(views, inputs.image_shape)
     sample, teacher_sample = jnp.zeros((1,) + student_shape, dtype), jnp.zeros((1,) + teacher_shape, teacher_dtype)
     check_names(config, objective, model, teacher, sample, teacher_sample)
     try:

@@ -94,6 +94,30 @@ def updated_ema(state: State, params: Any, batch_stats: Any, decay: float) -> di
             "batch_stats": optax.incremental_update(batch_stats, state["ema"]["batch_stats"], 1.0 - decay)}
 
 
+def network_inputs(x: jax.Array, teacher_model: nn.Module | None, teacher_variables: Any,
+                   step_config: StepConfig) -> tuple[jax.Array, ModelOutputs | None]:
+    """(the student's view of the batch, the frozen teacher's outputs on its own view)."""
+    teacher = teacher_forward(teacher_model, teacher_variables,
+                              input_view(x, step_config.teacher_size).astype(step_config.teacher_dtype))
+    return input_view(x, step_config.student_size), teacher
+
+
+def updated_state(state: State, grads: Any, batch_stats: Any, terms: dict, transform: optax.GradientTransformation,
+                  schedule: optax.Schedule, step_config: StepConfig) -> State:
+    """The state after the optax update (and the EMA); adds the learning rate and the gradient and parameter
+    norms to ``terms``."""
+    updates, opt_state = transform.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    terms["learning_rate"] = schedule(state["step"])
+    terms["grad_norm"] = optax.tree.norm(grads)
+    # Non-finite parameters make this non-finite too, so the host's check refuses to save them.
+    terms["param_norm"] = optax.tree.norm(params)
+    new_state = dict(state, step=state["step"] + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    if step_config.ema_decay:
+        new_state["ema"] = updated_ema(state, params, batch_stats, step_config.ema_decay)
+    return new_state
+
+
 def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective: Objective,
                     transform: optax.GradientTransformation, schedule: optax.Schedule,
                     step_config: StepConfig) -> Callable:
@@ -116,9 +140,7 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
         x, targets = step_targets(jax.random.fold_in(step_key, 2), x, labels, step_config,
                                   objective.option("label_smoothing"))
         progress = state["step"].astype(jnp.float32) / step_config.total_steps
-        teacher = teacher_forward(teacher_model, teacher_variables,
-                                  input_view(x, step_config.teacher_size).astype(step_config.teacher_dtype))
-        x = input_view(x, step_config.student_size)
+        x, teacher = network_inputs(x, teacher_model, teacher_variables, step_config)
 
         dropout_key = jax.random.fold_in(step_key, 1)
 
@@ -142,16 +164,7 @@ def make_train_step(model: nn.Module, teacher_model: nn.Module | None, objective
             return total, (terms, batch_stats)
 
         (_, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = transform.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        terms["learning_rate"] = schedule(state["step"])
-        terms["grad_norm"] = optax.tree.norm(grads)
-        # Non-finite parameters make this non-finite too, so the host's check refuses to save them.
-        terms["param_norm"] = optax.tree.norm(params)
-        new_state = dict(state, step=state["step"] + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state)
-        if step_config.ema_decay:
-            new_state["ema"] = updated_ema(state, params, batch_stats, step_config.ema_decay)
+        new_state = updated_state(state, grads, batch_stats, terms, transform, schedule, step_config)
         return new_state, {name: jnp.asarray(value, jnp.float32) for name, value in terms.items()}
 
     return step
