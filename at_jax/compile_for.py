@@ -10,6 +10,7 @@ time (:mod:`at_jax.planning`). A run that does not fit ends with one line and ex
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -31,36 +32,42 @@ config_flags.DEFINE_config_file("config", None, "Config file (get_config()); def
                                 lock_config=True)
 
 
+def compiled_report(config, described, counts: dict):
+    """The run's report; with ``--find-max-batch`` the largest per-chip batch too (also when the config's own
+    batch does not fit: the one-line error then names it)."""
+    # pylint: disable=import-outside-toplevel
+    from at_jax.planning.compiled import OutOfMemory
+    from at_jax.planning.plan import compile_run, search_max_batch
+
+    find_max, granularity = FLAGS["find-max-batch"].value, FLAGS["batch-granularity"].value
+    try:
+        report = compile_run(config, described, counts)
+    except OutOfMemory as error:
+        if not find_max:
+            raise
+        found = search_max_batch(config, described, None, counts, granularity)
+        raise OutOfMemory(f"{error}; the largest batch that fits: {found['per_chip']} per device (global "
+                          f"{found['global']})", error.needed, error.capacity) from None
+    if find_max:
+        report = dataclasses.replace(report, max_batch=search_max_batch(config, described, report, counts,
+                                                                        granularity))
+    return report
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.topology:
         fail("--topology is required (e.g. --topology=v5e:2x2)")
     configure_logging()
-    # pylint: disable=import-outside-toplevel
-    from at_jax.planning import topology
+    from at_jax.planning import topology  # pylint: disable=import-outside-toplevel
     topology.quiet_libtpu()   # before JAX starts a backend
-    from at_jax.planning.compiled import OutOfMemory
-    from at_jax.planning.plan import compile_run, search_max_batch
-    from at_jax.planning.report import format_report, refusal
+    from at_jax.planning.report import format_report, refusal  # pylint: disable=import-outside-toplevel
 
     counts = {key: FLAGS[key.replace("_", "-")].value for key in ("num_train", "num_eval", "num_classes")}
     with user_errors():
         described = topology.describe(FLAGS.topology, FLAGS["num-slices"].value)
-        try:
-            report = compile_run(FLAGS.config, described, counts)
-        except OutOfMemory as error:
-            if not FLAGS["find-max-batch"].value:
-                raise
-            report, first_error = None, error
-        if FLAGS["find-max-batch"].value:
-            found = search_max_batch(FLAGS.config, described, report, counts, FLAGS["batch-granularity"].value)
-            if report is None:
-                print(json.dumps({"fits": False, "max_batch": found}) if FLAGS.json else
-                      f"the config's batch does not fit ({first_error}); largest that fits: {found['per_chip']} per "
-                      f"device (global {found['global']})")
-                fail(first_error)
-            report = type(report)(**{**report.__dict__, "max_batch": found})
+        report = compiled_report(FLAGS.config, described, counts)
     print(json.dumps(report.as_dict(), indent=1) if FLAGS.json else format_report(report))
     if not report.fits:
         fail(refusal(report))

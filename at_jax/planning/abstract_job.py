@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from at_jax import models
+from at_jax.errors import ConfigError
 from at_jax.data.shapes import DatasetShape, dataset_shape
 from at_jax.training import multi_run, sharding
 from at_jax.training.setup import (Setup, build_setup, check_batch, check_config, eval_chunk_size, image_views,
@@ -44,7 +45,8 @@ class AbstractInputs:
         self.dataset = types.SimpleNamespace(pad=shape.pad, flip=shape.flip, train_images=train_images)
         padded_eval = -(-shape.num_eval // eval_chunk) * eval_chunk
         self.data = {} if self.kind == "stream" else placed({
-            "train_images": train_images, "train_labels": jax.ShapeDtypeStruct((shape.num_train,), np.int32),
+            "train_images": jax.ShapeDtypeStruct((shape.num_train, int(np.prod(shape.image_shape))), np.uint8),
+            "train_labels": jax.ShapeDtypeStruct((shape.num_train,), np.int32),
             "test_images": jax.ShapeDtypeStruct((padded_eval,) + shape.image_shape, np.uint8),
             "test_labels": jax.ShapeDtypeStruct((padded_eval,), np.int32),
             "test_mask": jax.ShapeDtypeStruct((padded_eval,), np.float32)}, sharding.replicated(mesh))
@@ -67,7 +69,11 @@ class AbstractInputs:
 
 def abstract_teacher(config: ml_collections.ConfigDict, num_classes: int, dtype: Any, mesh,
                      input_shape: tuple) -> Teacher:
-    """``teacher.model`` (with ``teacher.model_kwargs``) and its variables' shapes, replicated over ``mesh``."""
+    """``teacher.model`` (with ``teacher.model_kwargs``) and its variables' shapes, replicated over ``mesh``
+    (a teacher workdir is not opened: its model is the one the config names)."""
+    if not config.teacher.get("model"):
+        raise ConfigError("compiling without the teacher's checkpoint builds it from teacher.model: set it "
+                          "(e.g. --config.teacher.model=resnet34)")
     model = models.create(config.teacher.model, num_classes, dtype=dtype, **config.teacher.get("model_kwargs", {}))
     variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1,) + input_shape, dtype),
                                                   train=False))

@@ -65,8 +65,11 @@ class Report:
 
 
 def size(count: float) -> str:
-    """Bytes for people: GiB above 1 GiB, else MiB."""
-    return f"{count / GIB:.2f} GiB" if count >= GIB else f"{count / 1024 ** 2:.1f} MiB"
+    """Bytes for people, in the largest binary unit that keeps the number >= 1."""
+    for unit, scale in (("GiB", GIB), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if count >= scale:
+            return f"{count / scale:.{2 if unit == 'GiB' else 1}f} {unit}"
+    return f"{int(count)} B"
 
 
 def _flops(count: float) -> str:

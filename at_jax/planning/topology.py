@@ -2,7 +2,7 @@
 
 ``jax.experimental.topologies.get_topology_desc(topology_name="v5e:4x4", platform="tpu")`` gives compile-only
 devices when libtpu is installed (``pip install -e ".[tpu-compile]"``). A topology name is
-``<generation>:<chips per axis>`` (``v5e:2x2``, ``v5p:2x2x1``, ``v6e:16x16``); ``num_slices`` > 1 describes
+``<generation>:<chips per axis>`` (``v5e:1x1``, ``v5e:2x2``, ``v5p:2x2x1``, ``v6e:16x16``); ``num_slices`` > 1 describes
 that many slices joined by the data-centre network (the mesh's data axis spans them).
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ GIB = 1024 ** 3
 #: High-bandwidth memory per chip, from the Cloud TPU system-architecture pages (v4, v5e, v5p, v6e).
 HBM_PER_CHIP = {"v4": 32 * GIB, "v5e": 16 * GIB, "v5p": 95 * GIB, "v6e": 32 * GIB}
 INSTALL = 'pip install -e ".[tpu-compile]" (jax[tpu] of the installed jax version: libtpu)'
+#: Chips of libtpu's default host (2x2x1); topologies with fewer chips are described as one host of their size.
+FULL_HOST_CHIPS = 4
 _NAME = re.compile(r"^(v\d+[a-z]*):(\d+(?:x\d+)*)$")
 
 
@@ -60,6 +62,12 @@ def parse_name(name: str) -> tuple[str, int]:
     return generation, math.prod(int(size) for size in match.group(2).split("x"))
 
 
+def host_bounds(name: str) -> tuple[int, int, int]:
+    """The chips of a topology name per axis, as three (``v5e:2x1`` -> (2, 1, 1))."""
+    sizes = [int(size) for size in name.split(":")[1].split("x")]
+    return tuple(sizes + [1] * (3 - len(sizes)))[:3]
+
+
 def require_libtpu() -> None:
     """Raises :class:`TopologyError` (one line: what to install) unless libtpu is importable."""
     if importlib.util.find_spec("libtpu") is None:
@@ -83,6 +91,8 @@ def describe(name: str, num_slices: int = 1) -> Topology:
     require_libtpu()
     from jax.experimental import topologies  # pylint: disable=import-outside-toplevel
     options = {"num_slices": num_slices} if num_slices > 1 else {}
+    if chips < FULL_HOST_CHIPS:   # libtpu's default host holds 2x2x1 chips: a smaller slice is one smaller host
+        options["chips_per_host_bounds"] = host_bounds(name)
     try:
         description = topologies.get_topology_desc(topology_name=name, platform="tpu", **options)
     except Exception as error:  # pylint: disable=broad-except  (libtpu's messages for an impossible shape)

@@ -239,7 +239,8 @@ def build_setup(config: ml_collections.ConfigDict, job: multi_run.Job, mesh, inp
                              compute_dtype=dtype, teacher_dtype=teacher_dtype,
                              student_train_mode=not config.get("freeze", {}).get("batch_norm", False),
                              num_classes=inputs.num_classes, student_size=student_shape[0],
-                             teacher_size=teacher_shape[0], **mixing_and_averaging(config))
+                             teacher_size=teacher_shape[0], image_shape=tuple(inputs.image_shape),
+                             **mixing_and_averaging(config))
     mode = multi_run.resolve_mode(config.get("parallel_mode", "auto"), job.size, platform)
     single_step = multi_run.job_train_step(
         make_train_step(model, teacher and teacher.model, objective, transform, schedule, step_config),
