@@ -21,6 +21,8 @@ from absl import logging
 from at_jax.errors import Preempted, UserError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: The embedded default's config file: what ``--config`` means when a command that takes one is given none.
+DEFAULT_CONFIG = os.path.join(PACKAGE_DIR, "default_config.py")
 #: orbax warnings about what at_jax does deliberately: checkpoints between evaluations carry no metric (the
 #: best checkpoint is ranked among those that do), and finished runs are opened read-only.
 EXPECTED_WARNINGS = ("did not provide metrics", "read_only=True, setting save_interval_steps",
@@ -159,3 +161,11 @@ def _essence(message: str) -> str:
     if any(line.startswith("Traceback") for line in lines):  # an exception inside get_config()
         return f"{lines[0].split(':', 1)[0]}: {lines[-1]}"
     return " ".join(lines)
+
+
+def with_default_config(argv: list[str]) -> list[str]:
+    """``argv`` with ``--config=<embedded default>`` first when no ``--config`` is given, so that
+    ``--config.key=value`` overrides also apply to the embedded default."""
+    if any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:]):
+        return list(argv)
+    return [argv[0], f"--config={DEFAULT_CONFIG}", *argv[1:]]

@@ -5,16 +5,14 @@ line ``at_jax: error: ...`` on stderr and exit code 2; nothing in an existing wo
 """
 from __future__ import annotations
 
-import os
 import sys
 import types
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from at_jax.cli import configure_logging, fail, parse_flags, user_errors
+from at_jax.cli import configure_logging, fail, parse_flags, user_errors, with_default_config
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_config.py")
 
 
 def define_flags(flag_values: flags.FlagValues, argv: list[str] | None = None) -> None:
@@ -51,14 +49,6 @@ def main(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> None:
     for name, summary in summaries.items():
         if "runs" in summary:
             print(f"{name}: {format_job_statistics(summary)}")
-
-
-def with_default_config(argv: list[str]) -> list[str]:
-    """``argv`` with ``--config=<embedded default>`` first when no ``--config`` is given, so that
-    ``--config.key=value`` overrides also apply to the embedded default."""
-    if any(arg == "--config" or arg.startswith("--config=") for arg in argv[1:]):
-        return list(argv)
-    return [argv[0], f"--config={_DEFAULT_CONFIG}", *argv[1:]]
 
 
 def run() -> None:

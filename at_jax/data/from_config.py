@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+import numpy as np
 from absl import logging
 
 from at_jax.data.dataset import Dataset, DatasetError
@@ -92,7 +93,16 @@ def input_data(dataset_config: Mapping[str, Any],
     if choice == "device" or not has_streaming_source(name):
         return "device", dataset_from_config(dataset_config, views)
     streaming = streaming_from_config(dataset_config, views)
-    decoded_bytes = (streaming.num_train + streaming.num_eval) * 3 * streaming.image_size ** 2
-    if choice == "auto" and decoded_bytes <= DEVICE_DATA_LIMIT_BYTES:
+    if chosen_pipeline(dataset_config, streaming.num_train + streaming.num_eval, streaming.image_shape) == "device":
         return "device", dataset_from_config(dataset_config, views)
     return "stream", streaming
+
+
+def chosen_pipeline(dataset_config: Mapping[str, Any], num_images: int, image_shape: tuple) -> str:
+    """"device" or "stream" for a dataset of ``num_images`` (train + eval) decoded at ``image_shape``, as
+    ``dataset.pipeline`` says ("auto": stream above ``DEVICE_DATA_LIMIT_BYTES`` when the dataset can)."""
+    choice = dataset_config.get("pipeline", "auto")
+    if choice == "device" or not has_streaming_source(dataset_config["name"]):
+        return "device"
+    decoded_bytes = num_images * int(np.prod(image_shape))
+    return "device" if choice == "auto" and decoded_bytes <= DEVICE_DATA_LIMIT_BYTES else "stream"

@@ -38,17 +38,20 @@ STEPS_PER_CALL = {"cpu": 1, "accelerator": 10}
 MULTI_RUN_MODE = {"cpu": "unroll", "accelerator": "vmap"}
 
 
-def _backend_kind() -> str:
-    import jax  # pylint: disable=import-outside-toplevel
-    return "cpu" if jax.default_backend() == "cpu" else "accelerator"
+def _backend_kind(platform: str | None = None) -> str:
+    """"cpu" or "accelerator": of ``platform`` (a device's, e.g. "tpu"), else of JAX's default backend."""
+    if platform is None:
+        import jax  # pylint: disable=import-outside-toplevel
+        platform = jax.default_backend()
+    return "cpu" if platform == "cpu" else "accelerator"
 
 
-def default_steps_per_call() -> int:
-    return STEPS_PER_CALL[_backend_kind()]
+def default_steps_per_call(platform: str | None = None) -> int:
+    return STEPS_PER_CALL[_backend_kind(platform)]
 
 
-def default_multi_run_mode() -> str:
-    return MULTI_RUN_MODE[_backend_kind()]
+def default_multi_run_mode(platform: str | None = None) -> str:
+    return MULTI_RUN_MODE[_backend_kind(platform)]
 
 
 def _cache_path() -> str:

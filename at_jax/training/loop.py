@@ -117,7 +117,7 @@ def resume_or_start(setup: Setup, job: multi_run.Job) -> "Training":
     if len(stopped) == job.size:
         raise NonFiniteLossError(f"every run of the job in {job.workdir} has stopped (non-finite loss); see "
                                  "stopped.json in each run's directory")
-    state = setup.init_state(np.asarray(job.seeds, np.int32))
+    state = setup.init_state(np.asarray(job.seeds, np.int32), setup.teacher_variables)
     loss_weights = multi_run.initial_loss_weights(job.specs)
     if loss_weights:
         state["loss_weights"] = sharding.replicate(loss_weights, setup.mesh)

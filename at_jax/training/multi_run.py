@@ -182,14 +182,14 @@ def unrolled_train_step(step: Callable, runs: int) -> Callable:
 MODES = ("auto", "vmap", "unroll")
 
 
-def resolve_mode(mode: str, runs: int = 2) -> str:
-    """"vmap" or "unroll" for a ``parallel_mode`` setting ("auto": the backend's default); a job of one run
-    is "unroll" (one copy of the plain step)."""
+def resolve_mode(mode: str, runs: int = 2, platform: str | None = None) -> str:
+    """"vmap" or "unroll" for a ``parallel_mode`` setting ("auto": the default of ``platform``, else of the
+    backend); a job of one run is "unroll" (one copy of the plain step)."""
     if mode not in MODES:
         raise ConfigError(f"parallel_mode must be one of {', '.join(MODES)}, got {mode!r}")
     if runs == 1:
         return "unroll"
-    return default_multi_run_mode() if mode == "auto" else mode
+    return default_multi_run_mode(platform) if mode == "auto" else mode
 
 
 def job_train_step(step: Callable, runs: int, mode: str) -> Callable:

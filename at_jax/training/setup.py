@@ -141,6 +141,23 @@ def view_shapes(views: ImageViews, delivered: tuple) -> tuple[tuple, tuple]:
             (teacher, teacher, delivered[2]) if views.teacher else tuple(delivered))
 
 
+def eval_chunk_size(config: ml_collections.ConfigDict, mesh) -> int:
+    """Examples per eval batch: ``eval_batch_size`` (0: ``batch_size``) rounded down to whole devices."""
+    return max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
+
+
+def check_batch(config: ml_collections.ConfigDict, mesh, num_train: int) -> int:
+    """The job's train steps; raises :class:`ConfigError` unless the batch splits over the mesh and fits the
+    training set."""
+    try:
+        sharding.check_batch_size(config.batch_size, mesh)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if config.batch_size > num_train:
+        raise ConfigError(f"batch_size {config.batch_size} exceeds the {num_train} training examples")
+    return total_steps(config, num_train)
+
+
 def load_inputs(config: ml_collections.ConfigDict, mesh, views: ImageViews) -> tuple[Any, int]:
     """The job's inputs (on device or streamed) and its train steps (checked against the batch size and the
     mesh)."""
@@ -149,12 +166,9 @@ def load_inputs(config: ml_collections.ConfigDict, mesh, views: ImageViews) -> t
     except ValueError as error:
         raise ConfigError(str(error)) from None
     kind, dataset = input_data(config.dataset, views)
-    if config.batch_size > dataset.num_train:
-        raise ConfigError(f"batch_size {config.batch_size} exceeds the {dataset.num_train} training examples")
-    steps = total_steps(config, dataset.num_train)
-    eval_chunk = max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
+    steps = check_batch(config, mesh, dataset.num_train)
     workers = int(config.dataset.get("workers", -1))
-    inputs = make_inputs(kind, dataset, config.batch_size, eval_chunk, mesh, num_steps=steps,
+    inputs = make_inputs(kind, dataset, config.batch_size, eval_chunk_size(config, mesh), mesh, num_steps=steps,
                          workers=default_workers() if workers < 0 else workers, eval_size=views.student)
     return inputs, steps
 
@@ -178,7 +192,7 @@ def check_names(config: ml_collections.ConfigDict, objective: Objective, model: 
     check_freeze(config.get("freeze", {}), variables["params"], config.model)
     if teacher is not None:
         teacher_features = jax.eval_shape(
-            lambda: teacher.model.apply(teacher.variables, teacher_sample, train=False)[1])
+            lambda variables: teacher.model.apply(variables, teacher_sample, train=False)[1], teacher.variables)
         pairs = objective.pairs(len(student_features), len(teacher_features))
         if not pairs and objective.pairs_features:
             raise ConfigError(f"{config.model} ({len(student_features)} features) and the teacher "
@@ -187,18 +201,30 @@ def check_names(config: ml_collections.ConfigDict, objective: Objective, model: 
 
 
 def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
-    """Builds the job's :class:`Setup` (see the module docstring)."""
+    """Builds the job's :class:`Setup` (see the module docstring) on this process's devices, from its data."""
     check_config(config)
     use_compilation_cache(config.get("compilation_cache_dir", "auto"))
     mesh = sharding.make_mesh()
     views = image_views(config)
     inputs, steps = load_inputs(config, mesh, views)
+    init_workdir = config.get("init", {}).get("workdir", "")
+    return build_setup(config, job, mesh, inputs, steps, views,
+                       teacher_source=lambda num_classes, dtype: load_teacher(config, num_classes, mesh, dtype),
+                       pretrained=lambda: load_pretrained(init_workdir, config.model) if init_workdir else None)
+
+
+def build_setup(config: ml_collections.ConfigDict, job: multi_run.Job, mesh, inputs: Any, steps: int,
+                views: ImageViews, *, teacher_source: Callable, pretrained: Callable) -> Setup:
+    """The models, teacher, objective, optimizer and steps of a job over ``inputs`` on ``mesh``: real
+    inputs and a loaded teacher (:func:`set_up`), or their shapes (:mod:`at_jax.planning`, a run compiled for
+    devices it does not have). ``teacher_source(num_classes, dtype) -> Teacher``; the defaults of the mesh's
+    platform (steps per call, multi-run mode) apply."""
+    platform = mesh.devices.flat[0].platform
     dtype = compute_dtype(config.compute_dtype)
     teacher_dtype = compute_dtype(config.teacher.get("compute_dtype") or config.compute_dtype)
     objective = build_objective(multi_run.structure_loss_config(config.loss, job.specs))
     model = models.create(config.model, inputs.num_classes, dtype=dtype, **config.get("model_kwargs", {}))
-    teacher = (load_teacher(config, inputs.num_classes, mesh, teacher_dtype) if objective.uses_teacher
-               else None)
+    teacher = teacher_source(inputs.num_classes, teacher_dtype) if objective.uses_teacher else None
     model, teacher = tap_named_layers(objective, config.model, model, teacher)
     student_shape, teacher_shape = view_shapes(views, inputs.image_shape)
     sample, teacher_sample = jnp.zeros((1,) + student_shape, dtype), jnp.zeros((1,) + teacher_shape, teacher_dtype)
@@ -213,23 +239,20 @@ def set_up(config: ml_collections.ConfigDict, job: multi_run.Job) -> Setup:
                              compute_dtype=dtype, teacher_dtype=teacher_dtype,
                              student_train_mode=not config.get("freeze", {}).get("batch_norm", False),
                              num_classes=inputs.num_classes, student_size=student_shape[0],
-                             teacher_size=teacher_shape[0], **mixing_and_averaging(config))
-    mode = config.get("parallel_mode", "auto")
+                             teacher_size=teacher_shape[0], image_shape=tuple(inputs.image_shape),
+                             **mixing_and_averaging(config))
+    mode = multi_run.resolve_mode(config.get("parallel_mode", "auto"), job.size, platform)
     single_step = multi_run.job_train_step(
         make_train_step(model, teacher and teacher.model, objective, transform, schedule, step_config),
         job.size, mode)
-    eval_step = multi_run.job_eval_step(
-        make_eval_step(model, step_config, inputs.num_classes), job.size, mode)
-    init = lambda seed: create_train_state(model, transform, sample, seed, objective=objective,
-                                           teacher_model=teacher and teacher.model,
-                                           teacher_variables=teacher and teacher.variables,
-                                           ema=step_config.ema_decay > 0, teacher_sample=teacher_sample)
-    init_workdir = config.get("init", {}).get("workdir", "")
+    eval_step = multi_run.job_eval_step(make_eval_step(model, step_config, inputs.num_classes), job.size, mode)
+    init = lambda seed, teacher_variables: create_train_state(
+        model, transform, sample, seed, objective=objective, teacher_model=teacher and teacher.model,
+        teacher_variables=teacher_variables, ema=step_config.ema_decay > 0, teacher_sample=teacher_sample)
     return Setup(config=config, inputs=inputs, mesh=mesh, objective=objective, model=model, teacher=teacher,
-                 pretrained=load_pretrained(init_workdir, config.model) if init_workdir else None,
-                 total_steps=steps, steps_per_epoch=inputs.num_train // config.batch_size,
-                 steps_per_call=int(config.get("steps_per_call", 0)) or default_steps_per_call(),
-                 init_state=jax.jit(jax.vmap(init), out_shardings=sharding.replicated(mesh)),
+                 pretrained=pretrained(), total_steps=steps, steps_per_epoch=inputs.num_train // config.batch_size,
+                 steps_per_call=int(config.get("steps_per_call", 0)) or default_steps_per_call(platform),
+                 init_state=jax.jit(jax.vmap(init, in_axes=(0, None)), out_shardings=sharding.replicated(mesh)),
                  train_steps=jax.jit(make_multi_step(single_step), donate_argnums=(0, 1)),
                  eval_step=jax.jit(eval_step), single_step=single_step, student_shape=student_shape,
                  teacher_shape=teacher_shape)

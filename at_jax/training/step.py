@@ -41,6 +41,7 @@ class StepConfig:
     ema_decay: float = 0.0            # > 0: state["ema"] = {"params", "batch_stats"} averaged after every update
     student_size: int = 0             # the student's input side, an antialiased resize of the delivered
     teacher_size: int = 0             # images (at_jax/data/views.py); 0 = as delivered
+    image_shape: tuple = ()           # (H, W, C) of the device-resident training rows (training/batches.py)
 
 
 def input_view(x: jax.Array, size: int) -> jax.Array:
@@ -72,6 +73,8 @@ def train_batch(step_key: jax.Array, data: dict, inputs: jax.Array | dict, step_
         images, labels = inputs["images"], inputs["labels"]
     else:
         images = jnp.take(data["train_images"], inputs, axis=0)
+        if images.ndim == 2:   # one row per image (training/batches.py): back to (N, H, W, C)
+            images = images.reshape(inputs.shape + tuple(step_config.image_shape))
         labels = jnp.take(data["train_labels"], inputs, axis=0)
     images = augment_batch(step_key, images, pad=step_config.pad, flip=step_config.flip)
     x = normalize(images, jnp.asarray(step_config.mean), jnp.asarray(step_config.std), step_config.compute_dtype)

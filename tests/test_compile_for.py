@@ -1,0 +1,188 @@
+"""python -m at_jax.compile_for: a run built from shapes as the trainer builds it, compiled, and XLA's figures.
+
+The TPU tests (marked ``tpu_compile``) run where libtpu is installed (``pip install -e ".[tpu-compile]"``;
+.ci/run installs it after the main suite); the rest compile for this machine's CPU devices, through the same
+code.
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from at_jax.data.shapes import DatasetShape, dataset_shape
+from at_jax.data.views import ImageViews
+from at_jax.errors import DatasetError
+from at_jax.planning import max_batch
+from at_jax.planning.abstract_job import abstract_setup, step_arguments
+from at_jax.planning.compiled import array_bytes, collectives_of, compile_job, out_of_memory
+from at_jax.training import multi_run
+from at_jax.training.cpu_defaults import default_multi_run_mode, default_steps_per_call
+from at_jax.training.setup import set_up
+from one_conv_config import CONV_FLOPS_PER_IMAGE, PARAMETER_BYTES
+from trainer_utils import REPO, tiny_config
+
+HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
+
+
+def tpu_compile(test):
+    """Marks a test that compiles for a TPU topology (``pytest -m tpu_compile``); skipped without libtpu."""
+    return pytest.mark.tpu_compile(
+        pytest.mark.skipif(not HAS_LIBTPU, reason="needs libtpu: pip install -e '.[tpu-compile]'")(test))
+
+
+ONE_CONV_CONFIG = os.path.join(REPO, "tests", "one_conv_config.py")
+
+
+def compile_for(*args, env=None, timeout=900):
+    """``python -m at_jax.compile_for ARGS`` in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "at_jax.compile_for", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_the_platform_decides_the_trainer_defaults():
+    """A run compiled for a TPU gets the accelerator's defaults on a CPU machine (10 steps per call, vmapped
+    runs), not the CPU's."""
+    assert (default_steps_per_call("tpu"), default_multi_run_mode("tpu")) == (10, "vmap")
+    assert (default_steps_per_call("cpu"), default_multi_run_mode("cpu")) == (1, "unroll")
+    assert multi_run.resolve_mode("auto", 3, "tpu") == "vmap"
+
+
+def test_abstract_job_lowers_to_the_trainers_program(teacher_dir):
+    """Built from shapes, the AT job's train call and eval step lower to the same program as the trainer's
+    own set-up over real data and the loaded teacher."""
+    config = tiny_config(**{"loss.at_beta": 1e3, "teacher.workdir": teacher_dir})
+    real = set_up(config, multi_run.plan_job(config, "unused"))
+    abstract, job = abstract_setup(config, jax.devices())
+    arguments = step_arguments(abstract, job, steps_per_call=1)
+    state = real.init_state(np.asarray(job.seeds, np.int32), real.teacher_variables)
+    real_arguments = (state, jax.tree.map(jnp.zeros_like, arguments.train[1]), real.teacher_variables, real.data,
+                      real.inputs.train_inputs(list(job.seeds), 0, 1))
+    assert (abstract.train_steps.lower(*arguments.train).as_text()
+            == real.train_steps.lower(*real_arguments).as_text())
+    batch = next(real.inputs.eval_batches())
+    assert (abstract.eval_step.lower(*arguments.eval).as_text()
+            == real.eval_step.lower(state["params"]["model"], state["batch_stats"], batch).as_text())
+
+
+def test_figures_match_a_hand_count():
+    """one-conv on one CPU device: the eval step's FLOPs within 10 % of its convolution's (the head, pooling
+    and loss add the rest), its argument bytes = parameters + the eval batch exactly; the train step's FLOPs
+    about twice the convolution's."""
+    config = tiny_config(model="one-conv")
+    setup, job = abstract_setup(config, jax.devices()[:1])
+    train, evaluation = compile_job(setup, step_arguments(setup, job))
+    batch = config.eval_batch_size
+    assert CONV_FLOPS_PER_IMAGE * batch <= evaluation.flops <= 1.1 * CONV_FLOPS_PER_IMAGE * batch
+    assert evaluation.memory.arguments == PARAMETER_BYTES + batch * (16 * 16 * 3 + 4 + 4)
+    # The train step: the forward convolution and the weight gradient's (the input, data, needs no gradient).
+    assert 2 * CONV_FLOPS_PER_IMAGE * config.batch_size <= train.flops <= 2.3 * CONV_FLOPS_PER_IMAGE * config.batch_size
+    assert train.memory.total > train.memory.arguments > 0 and train.compile_seconds > 0
+
+
+@pytest.mark.parametrize("overrides", [
+    {"loss.factt_beta": 1.0, "loss.kd_alpha": 0.9}, {"loss.grad_at_beta": 1.0},
+    {"loss.at_beta": 1e3, "parallel_runs": 2, "parallel_mode": "vmap"},
+], ids=["factt_kd", "grad_at", "parallel_runs"])
+def test_every_method_compiles_from_shapes(overrides):
+    """F-ActT (its adapters initialised from shapes) with KD, gradient AT (nested grad) and a multi-run job of
+    AT compile without a teacher checkpoint or data (AT alone: the lowering test above)."""
+    config = tiny_config(**overrides, **{"teacher.model": "wrn-10-2"})
+    devices = jax.devices()
+    setup, job = abstract_setup(config, devices)
+    train, evaluation = compile_job(setup, step_arguments(setup, job))
+    assert train.flops > evaluation.flops > 0
+    if len(devices) > 1:
+        assert "all-reduce" in train.collectives
+
+
+def test_dataset_shapes_without_files():
+    """Published sizes for the sets read from files, the loader's size for the generated ones, counts given
+    for an image folder, and one line when nothing says how large a set is."""
+    imagenet = dataset_shape({"name": "imagenet", "image_size": 160, "pipeline": "auto"}, ImageViews(160, 224))
+    assert imagenet == DatasetShape("imagenet", 1_281_167, 50_000, 1_000, (224, 224, 3), pad=28, flip=True,
+                                    pipeline="stream")
+    cifar = dataset_shape({"name": "cifar100"}, ImageViews(0, 0))
+    assert (cifar.num_train, cifar.num_classes, cifar.image_shape, cifar.pad, cifar.pipeline) == (
+        50_000, 100, (32, 32, 3), 4, "device")
+    digits = dataset_shape({"name": "digits", "seed": 0}, ImageViews(0, 0))
+    assert digits.num_classes == 10 and digits.pipeline == "device" and digits.num_train > 0
+    folder = {"name": "image_folder", "data_dir": "/nowhere", "image_size": 64}
+    with pytest.raises(DatasetError, match="--num-train"):
+        dataset_shape(folder, ImageViews(64, 0))
+    shape = dataset_shape(folder, ImageViews(64, 0), {"num_train": 900, "num_eval": 100, "num_classes": 67})
+    assert (shape.num_train, shape.num_classes, shape.image_shape) == (900, 67, (64, 64, 3))
+
+
+def test_collectives_and_out_of_memory_are_read_from_xla_text():
+    hlo = ("  %all-reduce.3 = f32[3,3,16,16]{3,2,1,0} all-reduce(f32[3,3,16,16]{3,2,1,0} %x), to_apply=%add\n"
+           "  %ars = (f32[10]{0}, bf16[4,4]{1,0}) all-reduce-start(f32[10]{0} %a, bf16[4,4]{1,0} %b)\n"
+           "  %ard = (f32[10]{0}, bf16[4,4]{1,0}) all-reduce-done(%ars)\n"
+           "  %ag = s32[8]{0} all-gather(s32[2]{0} %c), dimensions={0}\n")
+    assert collectives_of(hlo) == {"all-reduce": {"count": 2, "bytes": 3 * 3 * 16 * 16 * 4 + 40 + 32},
+                                   "all-gather": {"count": 1, "bytes": 32}}
+    assert array_bytes("(pred[3]{0}, u8[2,2]{1,0})") == 7
+    error = RuntimeError("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space "
+                         "hbm. Used 18.52G of 15.75G hbm. Exceeded hbm capacity by 2.77G.")
+    refusal = out_of_memory(error)
+    assert refusal.needed == int(18.52 * 1024 ** 3) and refusal.capacity == int(15.75 * 1024 ** 3)
+    other_form = out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required "
+                                            "for HLO temporaries (309.39G) exceeds available HBM (15.75G)."))
+    assert (other_form.needed, other_form.capacity) == (int(309.39 * 1024 ** 3), int(15.75 * 1024 ** 3))
+    assert out_of_memory(RuntimeError("INVALID_ARGUMENT: something else")) is None
+
+
+@pytest.mark.parametrize("fixed, per_image, quadratic, capacity, start", [
+    (1000, 37, 50, 100_000, 128), (1000, 37, 50, 100_000, 8), (50_000, 37, 50, 1_000, 64),
+    (1000, 37, 0, 10 ** 9, 128), (100, 10, 0, 2_000, 64), (1000, 37, 50, 100_000, 4096)])
+def test_max_batch_search_agrees_with_trying_every_batch(fixed, per_image, quadratic, capacity, start):
+    needed = lambda batch: fixed + per_image * batch + (batch * batch // quadratic if quadratic else 0)
+    calls = []
+    search = max_batch.find_max_batch(lambda batch: calls.append(batch) or needed(batch), capacity, start=start,
+                                      granularity=8, upper=1 << 16)
+    best = max([batch for batch in range(8, (1 << 16) + 1, 8) if needed(batch) <= capacity], default=0)
+    assert search.largest_fitting == best
+    assert len(calls) <= 8
+
+
+def test_without_libtpu_one_line_says_what_to_install(tmp_path):
+    """Where libtpu is not installed the command ends in one line naming the extra; a bad topology name too."""
+    if HAS_LIBTPU:
+        pytest.skip("libtpu is installed here")
+    result = compile_for("--topology=v5e:2x2", "--config=configs/tiny.py")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        'at_jax: error: compiling for a TPU topology needs XLA\'s TPU compiler: pip install -e ".[tpu-compile]" '
+        '(jax[tpu] of the installed jax version: libtpu)']
+    result = compile_for("--topology=v5e-4x4", "--config=configs/tiny.py")
+    assert result.returncode == 2 and "--topology must look like v5e:2x2" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@tpu_compile
+def test_compiles_for_a_tpu_topology_and_reports_per_chip():
+    """one-conv for v5e:2x2: 10 steps per call (the accelerator default); figures per device, an all-reduce
+    over the 4 chips; FLOPs per image within the hand count (the forward and weight-gradient convolutions)."""
+    result = compile_for("--topology=v5e:2x2", f"--config={ONE_CONV_CONFIG}", "--config.batch_size=32", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["chips"], report["devices"], report["batch_per_device"], report["steps_per_call"]) == (4, 4, 8, 10)
+    assert report["fits"] and report["memory_per_device"] == 16 * 1024 ** 3
+    assert CONV_FLOPS_PER_IMAGE * 2 <= report["flops_per_image"] <= CONV_FLOPS_PER_IMAGE * 2.6
+    assert report["train"]["collectives"]["all-reduce"]["count"] >= 1
+    assert report["eval"]["memory"]["arguments"] >= PARAMETER_BYTES
+
+
+@tpu_compile
+def test_a_run_that_does_not_fit_is_refused_in_one_line():
+    result = compile_for("--topology=v5e:2x2", "--config=configs/tiny.py", "--config.model=wrn-40-4",
+                         "--config.dataset.image_size=224", "--config.batch_size=8192",
+                         "--config.dataset.num_train=8192")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("at_jax: error: the run does not fit"), lines
+    assert "HBM" in lines[0] and "--find-max-batch" in lines[0]
