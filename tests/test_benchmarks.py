@@ -156,7 +156,7 @@ def test_jax_reference_builds_what_the_trainer_builds(tmp_path):
     job = multi_run.plan_job(config, str(tmp_path))
     assert job.seeds == [3, 4]
     trainer = setup.set_up(config, job)
-    trainer_state = trainer.init_state(np.asarray(job.seeds, np.int32))  # as training.loop does
+    trainer_state = trainer.init_state(np.asarray(job.seeds, np.int32), None)  # as training.loop does
     benchmark = jax_reference.make_jax_step(
         config.model, None, "none", num_classes=trainer.inputs.num_classes, dtype="float32", steps_per_call=1,
         pad=0, flip=False, mean=trainer.inputs.mean, std=trainer.inputs.std,

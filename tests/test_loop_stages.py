@@ -51,7 +51,7 @@ def test_set_up_builds_what_the_loop_needs_and_writes_nothing(teacher_dir, tmp_p
     built = setup.set_up(config, job)
     assert built.total_steps == 8 and built.steps_per_epoch == 4 and built.steps_per_call == 1
     assert built.objective.term_names == ("at", "kd") and built.teacher.name == "wrn-10-1"
-    state = built.init_state(np.asarray(job.seeds, np.int32))
+    state = built.init_state(np.asarray(job.seeds, np.int32), built.teacher_variables)
     kernels = max(jax.tree.leaves(state["params"]["model"]), key=lambda leaf: leaf.size)
     assert kernels.shape[0] == 2 and not np.allclose(kernels[0], kernels[1])
     assert not os.path.exists(tmp_path / "job")

@@ -8,6 +8,7 @@ that many slices joined by the data-centre network (the mesh's data axis spans t
 from __future__ import annotations
 
 import dataclasses
+import glob
 import importlib.util
 import math
 import os
@@ -74,13 +75,21 @@ def require_libtpu() -> None:
         raise TopologyError(f"compiling for a TPU topology needs XLA's TPU compiler: {INSTALL}")
 
 
+def on_tpu_host() -> bool:
+    """Whether this machine has TPU chips (``/dev/accel*``: v4, v5e; ``/dev/vfio/<n>``: v5p, v6e)."""
+    return bool(glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"))
+
+
 def quiet_libtpu() -> None:
-    """Tells libtpu that this machine is no TPU host, so that starting it does not print warnings about the
-    missing TPU metadata (set before JAX starts a backend; values already set are kept)."""
-    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
-    os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-1")
-    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
-    os.environ.setdefault("TPU_WORKER_ID", "0")
+    """On a machine without TPUs, tells libtpu so before JAX starts a backend: no warnings about the missing TPU
+    metadata, and no lock file (several compilations may run at once). On a TPU host nothing is changed; values
+    already set are kept."""
+    if on_tpu_host():
+        return
+    for name, value in {"TPU_SKIP_MDS_QUERY": "1", "TPU_ACCELERATOR_TYPE": "v5litepod-1",
+                        "TPU_WORKER_HOSTNAMES": "localhost", "TPU_WORKER_ID": "0",
+                        "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}.items():
+        os.environ.setdefault(name, value)
 
 
 def describe(name: str, num_slices: int = 1) -> Topology:
