@@ -123,7 +123,7 @@ def test_every_entry_point_and_flag_is_on_the_cli_page():
     modules = cli_flags.entry_points(reference_pages.ROOT / "at_jax")
     assert modules[:2] == ["at_jax.train", "at_jax.experiment"]
     assert {"at_jax.visualize", "at_jax.segment", "at_jax.inspect", "at_jax.import_timm", "at_jax.import_torchvision",
-            "at_jax.check_data"} <= set(modules)
+            "at_jax.check_data", "at_jax.compile_for"} <= set(modules)
     collected = cli_flags.collect_in_subprocess(modules, reference_pages.ROOT)
     page = reference_pages.cli_page.cli_page(collected)
     for module, found in collected.items():
@@ -131,7 +131,8 @@ def test_every_entry_point_and_flag_is_on_the_cli_page():
         assert all(f"`--{flag['name']}`" in page or f"`--[no]{flag['name']}`" in page for flag in found["flags"])
     assert "`--[no]per_image`" in page and "`--image-size`" in page and "`--num-images`" in page
     assert "one of `resnet18`, `resnet34`" in page            # an enum flag's choices
-    assert page.count("`--config.KEY=VALUE`") == 2             # train and experiment take config overrides
+    assert page.count("`--config.KEY=VALUE`") == 3             # train, experiment and compile_for take overrides
+    assert "`--[no]find-max-batch`" in page and "`--num-slices`" in page
 
 
 def test_roles_become_optional_cross_references():
