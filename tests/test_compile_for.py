@@ -186,3 +186,22 @@ def test_a_run_that_does_not_fit_is_refused_in_one_line():
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("at_jax: error: the run does not fit"), lines
     assert "HBM" in lines[0] and "--find-max-batch" in lines[0]
+
+
+def test_training_rows_give_the_batch_the_images_give():
+    """The device-resident training set is stored one row per image (training/batches.py, the TPU layout
+    finding of BENCHMARKS.md); the step's gathered, augmented batch is the one (N, H, W, C) storage gives."""
+    from at_jax.training.batches import device_data
+    from at_jax.training.step import StepConfig, train_batch
+    from at_jax.data import load_dataset
+
+    dataset = load_dataset("synthetic", num_train=12, num_test=4, image_size=8)
+    rows = device_data(dataset, 4, jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",)))
+    assert rows["train_images"].shape == (12, 8 * 8 * 3)
+    images = {"train_images": jnp.asarray(dataset.train_images), "train_labels": rows["train_labels"]}
+    config = StepConfig(total_steps=1, pad=2, flip=True, mean=(0.5,) * 3, std=(0.25,) * 3, image_shape=(8, 8, 3))
+    indices = jnp.asarray([3, 1, 4, 1, 5, 9], jnp.int32)
+    from_rows = train_batch(jax.random.PRNGKey(7), rows, indices, config)
+    from_images = train_batch(jax.random.PRNGKey(7), images, indices, config)
+    np.testing.assert_array_equal(np.asarray(from_rows[0]), np.asarray(from_images[0]))
+    np.testing.assert_array_equal(np.asarray(from_rows[1]), np.asarray(from_images[1]))
