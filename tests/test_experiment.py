@@ -270,7 +270,7 @@ def test_extended_experiments_sweep_the_at_weight_on_validation_then_run_four_me
     student = sweep["at_300/seed_0"].config
     assert student.dataset.image_size == 20 and student.teacher.image_size == 40
 
-    for direction, student_model, teacher_model in (("cnn_to_vit", "vit-ti/5", "wrn-10-2"),
+    for direction, student_model, teacher_model in (("cnn_to_vit", "vit-ti/8", "wrn-10-2"),
                                                      ("vit_to_cnn", "wrn-10-1", "vit-ti/5")):
         runs = {run.name: run for run in experiments_plan.plan(
             experiment_config("cnn_and_vit", f"direction={direction},split=test"), "/x")}
