@@ -67,13 +67,15 @@ def gib(count: float) -> str:
 def markdown(cells: list[dict]) -> str:
     """The table: one line per row and topology."""
     lines = ["| run | topology (chips) | batch per chip | fits: GiB per chip needed / held | GFLOP per image | "
-             "MiB accessed per image | largest batch per chip | compile s (train + eval) |",
+             "MiB accessed per image | largest batch per chip | compile s (train + eval; load) |",
              "|---|---|---|---|---|---|---|---|"]
     for cell in cells:
         report = cell.get("report")
         if report is None:
+            error = (f"libtpu crashed (signal {-cell['returncode']})" if cell["returncode"] < 0
+                     else f"error: {cell.get('error', '')}")
             lines.append(f"| {cell['row']} | {cell['topology']} ({cell['chips']}) | {cell['batch_per_chip']} | "
-                         f"error: {cell.get('error', '')} | | | | |")
+                         f"{error} | | | | {cell['wall_seconds']:.0f} until then; {cell['load_average']:.1f} |")
             continue
         found = report.get("max_batch") or {}
         compile_seconds = report["train"]["compile_seconds"] + report["eval"]["compile_seconds"]
@@ -81,7 +83,8 @@ def markdown(cells: list[dict]) -> str:
             f"| {cell['row']} | {cell['topology']} ({cell['chips']}) | {report['batch_per_device']} | "
             f"{'yes' if report['fits'] else 'NO'}: {gib(report['needed_per_device'])} / "
             f"{gib(report['memory_per_device'])} | {report['flops_per_image'] / 1e9:.3g} | "
-            f"{report['bytes_per_image'] / 1024 ** 2:.3g} | {found.get('per_chip', '')} | {compile_seconds:.0f} |")
+            f"{report['bytes_per_image'] / 1024 ** 2:.3g} | {found.get('per_chip', '')} | {compile_seconds:.0f}; "
+            f"{cell['load_average']:.1f} |")
     return "\n".join(lines)
 
 
