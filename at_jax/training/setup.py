@@ -146,13 +146,18 @@ def eval_chunk_size(config: ml_collections.ConfigDict, mesh) -> int:
     return max(mesh.size, (config.get("eval_batch_size", 0) or config.batch_size) // mesh.size * mesh.size)
 
 
-def check_batch(config: ml_collections.ConfigDict, mesh, num_train: int) -> int:
-    """The job's train steps; raises :class:`ConfigError` unless the batch splits over the mesh and fits the
-    training set."""
+def check_batch_split(config: ml_collections.ConfigDict, mesh) -> None:
+    """Raises :class:`ConfigError` unless the batch splits over the mesh's devices and the processes."""
     try:
         sharding.check_batch_size(config.batch_size, mesh)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def check_batch(config: ml_collections.ConfigDict, mesh, num_train: int) -> int:
+    """The job's train steps; raises :class:`ConfigError` unless the batch splits over the mesh and fits the
+    training set."""
+    check_batch_split(config, mesh)
     if config.batch_size > num_train:
         raise ConfigError(f"batch_size {config.batch_size} exceeds the {num_train} training examples")
     return total_steps(config, num_train)
@@ -160,11 +165,8 @@ def check_batch(config: ml_collections.ConfigDict, mesh, num_train: int) -> int:
 
 def load_inputs(config: ml_collections.ConfigDict, mesh, views: ImageViews) -> tuple[Any, int]:
     """The job's inputs (on device or streamed) and its train steps (checked against the batch size and the
-    mesh)."""
-    try:
-        sharding.check_batch_size(config.batch_size, mesh)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    mesh; the split is checked before any data is read)."""
+    check_batch_split(config, mesh)
     kind, dataset = input_data(config.dataset, views)
     steps = check_batch(config, mesh, dataset.num_train)
     workers = int(config.dataset.get("workers", -1))
