@@ -5,7 +5,8 @@ Builds the run exactly as ``python -m at_jax.train`` would on that TPU topology 
 state, mesh and shardings; the config's global batch split over the topology's devices) from shapes alone,
 compiles its train call and eval step with XLA's TPU compiler on this machine, and prints per chip: memory
 needed against the chip's, FLOPs and bytes per step and per image, the step's collectives and the compile
-time (:mod:`at_jax.planning`). A run that does not fit ends with one line and exit code 2. Needs libtpu:
+time (:mod:`at_jax.planning`). A run that does not fit ends with one line and exit code 2; a crash of XLA's
+TPU compiler with one line naming it and exit code 1. Needs libtpu:
 ``pip install -e ".[tpu-compile]"``; no TPU, no dataset on disk and no platform variable.
 """
 from __future__ import annotations
@@ -74,7 +75,15 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    app.run(main, argv=with_default_config(sys.argv), flags_parser=parse_flags)
+    """The command, compiled in a child process so that a crash of libtpu ends it in one line
+    (:mod:`at_jax.planning.crash_guard`)."""
+    from at_jax.planning import crash_guard  # pylint: disable=import-outside-toplevel
+    if crash_guard.in_child():
+        app.run(main, argv=with_default_config(sys.argv), flags_parser=parse_flags)
+    code, crash = crash_guard.run_in_child([sys.executable, "-m", "at_jax.compile_for", *sys.argv[1:]])
+    if crash:
+        fail(crash, code=1)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.parallel_sweep = ""
     config.parallel_values = ()
     config.parallel_seeds = 1            # > 1: each swept value with seeds seed..seed+N-1 (parallel_runs = S*N)
-    config.parallel_mode = "auto"        # "vmap" | "unroll" | "auto" (unroll on CPU, vmap elsewhere)
+    config.parallel_mode = "auto"        # "vmap" | "unroll" | "auto" (vmap on one accelerator, else unroll)
     config.model = "wrn-10-1"            # the student: a name of the model registry (at_jax.models.available())
     config.model_kwargs = ml_collections.ConfigDict()   # extra keyword options of the model (registry)
     config.compute_dtype = "float32"     # "bfloat16": bf16 compute, float32 parameters and optimizer

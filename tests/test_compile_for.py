@@ -7,6 +7,7 @@ code.
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ import pytest
 from at_jax.data.shapes import DatasetShape, dataset_shape
 from at_jax.data.views import ImageViews
 from at_jax.errors import DatasetError
-from at_jax.planning import max_batch
+from at_jax.planning import crash_guard, max_batch
 from at_jax.planning.abstract_job import abstract_setup, step_arguments
 from at_jax.planning.compiled import array_bytes, collectives_of, compile_job, out_of_memory
 from at_jax.training import multi_run
@@ -101,6 +102,41 @@ def test_every_method_compiles_from_shapes(overrides):
         assert "all-reduce" in train.collectives
 
 
+SPLIT_CHECK = """
+import json, jax
+from trainer_utils import tiny_config
+import one_conv_config
+from at_jax.planning.abstract_job import abstract_setup, step_arguments
+from at_jax.planning.compiled import compile_job
+figures = {}
+for mode in ("vmap", "auto"):
+    for devices in (1, 4):
+        config = tiny_config(model="one-conv", batch_size=4 * devices, steps_per_call=1, parallel_runs=2,
+                             parallel_mode=mode)
+        setup, job = abstract_setup(config, jax.devices()[:devices])
+        train, _ = compile_job(setup, step_arguments(setup, job))
+        figures[f"{mode}/{devices}"] = [train.flops, sorted(train.collectives)]
+print(json.dumps(figures))
+"""
+
+
+def test_a_multi_run_job_on_several_devices_splits_its_batch():
+    """2 runs of one-conv, 4 images per device, compiled for 1 and for 4 CPU devices: "auto" unrolls the runs on
+    several devices and each device computes its quarter of the batch (the 1-device FLOPs); "vmap" there
+    all-gathers the grouped convolution's operands and each device computes the whole batch (XLA's SPMD
+    partitioner; the reason for the rule, multi_run.resolve_mode; should this change, revisit the rule)."""
+    assert multi_run.resolve_mode("auto", 3, "tpu", devices=4) == "unroll"
+    result = subprocess.run([sys.executable, "-c", SPLIT_CHECK], capture_output=True, text=True, timeout=300,
+                            cwd=os.path.join(REPO, "tests"), env={
+                                **os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["auto/4"][0] == pytest.approx(figures["auto/1"][0], rel=0.05)   # per device, same batch
+    assert "all-gather" not in figures["auto/4"][1]
+    assert figures["vmap/4"][0] > 3 * figures["vmap/1"][0] and "all-gather" in figures["vmap/4"][1]
+    assert "parallel_mode='vmap' on 4 devices" in result.stderr
+
+
 def test_dataset_shapes_without_files():
     """Published sizes for the sets read from files, the loader's size for the generated ones, counts given
     for an image folder, and one line when nothing says how large a set is."""
@@ -161,6 +197,48 @@ def test_without_libtpu_one_line_says_what_to_install(tmp_path):
     result = compile_for("--topology=v5e-4x4", "--config=configs/tiny.py")
     assert result.returncode == 2 and "--topology must look like v5e:2x2" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def child_command(code: str) -> list[str]:
+    return [sys.executable, "-c", "import os, signal, sys\nfrom at_jax.planning.crash_guard import mark\n" + code]
+
+
+def test_a_compiler_crash_ends_in_one_line_naming_the_stage(capfd):
+    """A child that dies by a signal while compiling (libtpu segfaults on v6e) gives one line naming the signal,
+    the stage it marked and the log that keeps its stderr; a child that ends normally passes its exit code,
+    stdout and stderr through."""
+    code, line = crash_guard.run_in_child(child_command(
+        "mark('the train call for v6e:2x2 (global batch 8)')\nprint('libtpu dump', file=sys.stderr, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGSEGV)"))
+    assert code == -signal.SIGSEGV
+    assert line.startswith("XLA's TPU compiler (libtpu") and "crashed (SIGSEGV) compiling the train call for " \
+        "v6e:2x2 (global batch 8)" in line, line
+    log_path = line.rsplit(" ", 1)[1]
+    assert open(log_path, encoding="utf-8").read() == "libtpu dump\n"
+    os.unlink(log_path)
+    assert "libtpu dump" not in capfd.readouterr().err
+    code, line = crash_guard.run_in_child(child_command("print('report')\nprint('warned', file=sys.stderr)\n"
+                                                        "sys.exit(3)"))
+    assert (code, line) == (3, "")
+    captured = capfd.readouterr()
+    assert (captured.out, captured.err) == ("report\n", "warned\n")
+    code, line = crash_guard.run_in_child(child_command("os.kill(os.getpid(), signal.SIGKILL)"))
+    assert code == -signal.SIGKILL and line.startswith("the compilation was stopped by SIGKILL while compiling "
+                                                       "the run (log: ")
+
+
+@tpu_compile
+def test_libtpus_v6e_crash_is_one_line():
+    """libtpu 0.0.42.1 segfaults compiling a train step for v6e (BENCHMARKS.md): the command says so in one line
+    and exit code 1, or, with a libtpu that compiles it, reports as on v5e."""
+    result = compile_for("--topology=v6e:2x2", f"--config={ONE_CONV_CONFIG}", "--config.batch_size=32", "--json")
+    if result.returncode == 0:
+        assert json.loads(result.stdout)["fits"]
+        return
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("at_jax: error: XLA's TPU compiler (libtpu ") and "crashed (SIG" in lines[0]
+    assert "compiling the train call for v6e:2x2 (global batch 32)" in lines[0]
 
 
 @tpu_compile

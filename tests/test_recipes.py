@@ -120,7 +120,8 @@ def test_cutmix_box_area():
 
 def test_parity_with_the_trainer_before_recipes(tmp_path):
     """configs/tiny.py (plain, then AT + KD from it), metrics as commit 73b8a3e wrote them on this machine
-    type (bit for bit here; a small tolerance for other CPUs)."""
+    type (bit for bit there; within 1e-4 on other CPUs, whose vector widths sum in other orders: 1.3e-5 seen in a
+    gradient norm on an AVX-512 AMD EPYC)."""
     from at_jax.training import train_and_evaluate  # pylint: disable=import-outside-toplevel
     from trainer_utils import deterministic_records, tiny_config  # pylint: disable=import-outside-toplevel
 
@@ -134,4 +135,4 @@ def test_parity_with_the_trainer_before_recipes(tmp_path):
         assert [sorted(r) for r in records] == [sorted(r) for r in expected[name]]
         for got, want in zip(records, expected[name]):
             for key, value in want.items():
-                assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (name, got["step"], key)
+                assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-7), (name, got["step"], key)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from at_jax.errors import UserError
 from at_jax.planning.abstract_job import StepArguments
+from at_jax.planning.crash_guard import mark
 
 #: Bytes per element of the HLO element types a step uses.
 ELEMENT_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4,
@@ -133,6 +134,10 @@ def compile_step(function: Callable, arguments: tuple) -> CompiledStep:
                         collectives_of(compiled.as_text()), seconds)
 
 
-def compile_job(setup: Any, arguments: StepArguments) -> tuple[CompiledStep, CompiledStep]:
-    """(train call, eval step) of a set-up job compiled for its mesh's devices."""
-    return compile_step(setup.train_steps, arguments.train), compile_step(setup.eval_step, arguments.eval)
+def compile_job(setup: Any, arguments: StepArguments, where: str = "") -> tuple[CompiledStep, CompiledStep]:
+    """(train call, eval step) of a set-up job compiled for its mesh's devices; each named as the stage being
+    compiled (:func:`~at_jax.planning.crash_guard.mark`, ``where``: the topology and batch) before it is."""
+    mark(f"the train call{where}")
+    train = compile_step(setup.train_steps, arguments.train)
+    mark(f"the eval step{where}")
+    return train, compile_step(setup.eval_step, arguments.eval)

@@ -19,8 +19,13 @@ values; the objective is built with the weight on (the largest value) so that it
 
 ``parallel_mode``: "vmap" batches the runs (``jax.vmap``: one program whose convolutions take all runs at
 once, what fills an accelerator); "unroll" puts S copies of the single-run step in one program; "auto"
-(default) is :data:`at_jax.training.cpu_defaults.MULTI_RUN_MODE`. A job of one run is always "unroll"
-(one copy: the plain step).
+(default) is :data:`at_jax.training.cpu_defaults.MULTI_RUN_MODE` on one device and "unroll" on a mesh of
+several: ``jax.vmap`` turns the runs' convolutions into grouped convolutions (the runs folded into the
+channels), which XLA's SPMD partitioner does not split over the batch axis: it all-gathers their operands and
+every device computes the whole global batch (measured, BENCHMARKS.md "compiled for TPU": 5 vmapped runs
+cost 4.9x the FLOPs per image of 5 runs on 8 chips, 142x on 256; unrolled, the single run's). An explicit
+"vmap" on several devices is kept, with a warning. A job of one run is always "unroll" (one copy: the plain
+step).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from at_jax.errors import ConfigError
 from at_jax.losses import sweepable_keys
@@ -182,14 +188,20 @@ def unrolled_train_step(step: Callable, runs: int) -> Callable:
 MODES = ("auto", "vmap", "unroll")
 
 
-def resolve_mode(mode: str, runs: int = 2, platform: str | None = None) -> str:
-    """"vmap" or "unroll" for a ``parallel_mode`` setting ("auto": the default of ``platform``, else of the
-    backend); a job of one run is "unroll" (one copy of the plain step)."""
+def resolve_mode(mode: str, runs: int = 2, platform: str | None = None, devices: int = 1) -> str:
+    """"vmap" or "unroll" for a ``parallel_mode`` setting over ``devices`` ("auto": the default of ``platform``,
+    else of the backend, on one device; "unroll" on several, see the module docstring); a job of one run is
+    "unroll" (one copy of the plain step)."""
     if mode not in MODES:
         raise ConfigError(f"parallel_mode must be one of {', '.join(MODES)}, got {mode!r}")
     if runs == 1:
         return "unroll"
-    return default_multi_run_mode(platform) if mode == "auto" else mode
+    if mode == "auto":
+        return default_multi_run_mode(platform) if devices == 1 else "unroll"
+    if mode == "vmap" and devices > 1:
+        logging.warning("parallel_mode='vmap' on %d devices: XLA does not split the vmapped runs' convolutions "
+                        "over the batch (each device computes the whole batch); 'auto' unrolls them", devices)
+    return mode
 
 
 def job_train_step(step: Callable, runs: int, mode: str) -> Callable:

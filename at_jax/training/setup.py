@@ -243,7 +243,7 @@ def build_setup(config: ml_collections.ConfigDict, job: multi_run.Job, mesh, inp
                              num_classes=inputs.num_classes, student_size=student_shape[0],
                              teacher_size=teacher_shape[0], image_shape=tuple(inputs.image_shape),
                              **mixing_and_averaging(config))
-    mode = multi_run.resolve_mode(config.get("parallel_mode", "auto"), job.size, platform)
+    mode = multi_run.resolve_mode(config.get("parallel_mode", "auto"), job.size, platform, mesh.size)
     single_step = multi_run.job_train_step(
         make_train_step(model, teacher and teacher.model, objective, transform, schedule, step_config),
         job.size, mode)
