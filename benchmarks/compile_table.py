@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 
 from common import REPO_ROOT
+
+from at_jax.planning.topology import libtpu_version
 
 #: label -> (config, overrides, the config's global batch).
 ROWS = {
@@ -50,7 +53,7 @@ def compile_cell(row: str, topology: str, chips: int, find_max_batch: bool) -> d
     start = time.time()
     result = subprocess.run([sys.executable, "-m", "at_jax.compile_for", *args], capture_output=True, text=True,
                             cwd=REPO_ROOT)
-    cell = {"row": row, "topology": topology, "chips": chips, "batch_per_chip": per_chip,
+    cell = {"row": row, "topology": topology, "chips": chips, "batch_per_chip": per_chip, "compiler": libtpu_version(),
             "wall_seconds": round(time.time() - start, 1), "returncode": result.returncode,
             "load_average": os.getloadavg()[0]}
     try:
@@ -66,21 +69,25 @@ def gib(count: float) -> str:
 
 def markdown(cells: list[dict]) -> str:
     """The table: one line per row and topology."""
-    lines = ["| run | topology (chips) | batch per chip | fits: GiB per chip needed / held | GFLOP per image | "
+    lines = ["| run | topology (chips) | compiler | batch per chip | fits: GiB per chip needed / held | GFLOP per image | "
              "MiB accessed per image | largest batch per chip | compile s (train + eval; load) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for cell in cells:
         report = cell.get("report")
         if report is None:
-            error = (f"libtpu crashed (signal {-cell['returncode']})" if cell["returncode"] < 0
-                     else f"error: {cell.get('error', '')}")
-            lines.append(f"| {cell['row']} | {cell['topology']} ({cell['chips']}) | {cell['batch_per_chip']} | "
+            message = cell.get("error", "")
+            crash = re.search(r"crashed \((SIG[A-Z]+)\)", message)
+            error = (f"libtpu crashed ({crash.group(1)})" if crash else f"libtpu crashed (signal {-cell['returncode']})"
+                     if cell["returncode"] < 0 else f"error: {message}")
+            lines.append(f"| {cell['row']} | {cell['topology']} ({cell['chips']}) | {cell.get('compiler', '')} | "
+                         f"{cell['batch_per_chip']} | "
                          f"{error} | | | | {cell['wall_seconds']:.0f} until then; {cell['load_average']:.1f} |")
             continue
         found = report.get("max_batch") or {}
         compile_seconds = report["train"]["compile_seconds"] + report["eval"]["compile_seconds"]
         lines.append(
-            f"| {cell['row']} | {cell['topology']} ({cell['chips']}) | {report['batch_per_device']} | "
+            f"| {cell['row']} | {cell['topology']} ({cell['chips']}) | {report.get('compiler', '')} | "
+            f"{report['batch_per_device']} | "
             f"{'yes' if report['fits'] else 'NO'}: {gib(report['needed_per_device'])} / "
             f"{gib(report['memory_per_device'])} | {report['flops_per_image'] / 1e9:.3g} | "
             f"{report['bytes_per_image'] / 1024 ** 2:.3g} | {found.get('per_chip', '')} | {compile_seconds:.0f}; "

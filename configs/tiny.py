@@ -26,4 +26,5 @@ def get_config(argument: str | None = None):
     config.loss.at_beta = 0.0
     config.optimizer.decay_at = (0.5,)
     config.progress = False
+    config.metrics.attention_figure = False   # drawing it is a second of CPU a run; tests that look turn it on
     return config

@@ -269,7 +269,7 @@ def test_attention_figure_of_a_transfer_run_goes_to_tensorboard(tmp_path, teache
 
     for name, writers in (("with_tb", "jsonl,tensorboard"), ("jsonl", "jsonl")):
         config = tiny_config(**{"metrics.writers": writers, "loss.at_beta": 100.0, "teacher.workdir": teacher_dir,
-                                "num_train_steps": 2, "eval_every_steps": 0})
+                                "num_train_steps": 2, "eval_every_steps": 0, "metrics.attention_figure": True})
         train_and_evaluate(config, str(tmp_path / name))
     figure = tmp_path / "with_tb" / "figures" / "attention_maps.png"
     assert figure.is_file() and not (tmp_path / "jsonl" / "figures").exists()

@@ -11,13 +11,14 @@ exit code 1: a crash is not something the user did (exit 2 is kept for what they
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from typing import Iterator
+
+from at_jax.planning.topology import libtpu_version
 
 #: Set in the child: the file it names its current stage in (also what tells it that it is the child).
 STAGE_FILE = "AT_JAX_COMPILE_STAGE_FILE"
@@ -37,19 +38,12 @@ def mark(stage: str) -> None:
             stage_file.write(stage)
 
 
-def libtpu_version() -> str:
-    try:
-        return f"libtpu {importlib.metadata.version('libtpu')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "libtpu"
-
-
 def crash_message(signal_number: int, stage: str, log_path: str) -> str:
     """The one line for a child killed by ``signal_number`` while compiling ``stage``."""
     name = signal.Signals(signal_number).name
     if signal_number in CRASH_SIGNALS:
         return (f"XLA's TPU compiler ({libtpu_version()}) crashed ({name}) compiling {stage or 'the run'}; not a "
-                f"fault of the config: try another topology or libtpu version; the compiler's report: {log_path}")
+                f"fault of the config: try another libtpu version (pip index versions libtpu); the compiler's report: {log_path}")
     return f"the compilation was stopped by {name} while compiling {stage or 'the run'} (log: {log_path})"
 
 

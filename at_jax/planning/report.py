@@ -10,7 +10,7 @@ import dataclasses
 
 from at_jax.errors import UserError
 from at_jax.planning.compiled import CompiledStep
-from at_jax.planning.topology import GIB, Topology
+from at_jax.planning.topology import GIB, Topology, libtpu_version
 
 
 class DoesNotFit(UserError, ValueError):
@@ -55,7 +55,7 @@ class Report:
         images = self.run.images_per_device_step
         return {"topology": self.topology.name, "num_slices": self.topology.num_slices,
                 "chips": self.topology.chips, "devices": len(self.topology.devices),
-                "device_kind": self.topology.devices[0].device_kind,
+                "device_kind": self.topology.devices[0].device_kind, "compiler": libtpu_version(),
                 "memory_per_device": self.topology.memory_per_device, "run": self.run.description,
                 "global_batch": self.run.global_batch, "batch_per_device": self.run.batch_per_device,
                 "runs": self.run.runs, "steps_per_call": self.run.steps_per_call, "fits": self.fits,
@@ -101,7 +101,8 @@ def format_report(report: Report) -> str:
     images = run.images_per_device_step
     runs = f", {run.runs} runs in one job" if run.runs > 1 else ""
     lines = [f"{run.description} compiled for {topology.name}"
-             f"{f' x{topology.num_slices} slices' if topology.num_slices > 1 else ''}: {topology.chips} chips, "
+             f"{f' x{topology.num_slices} slices' if topology.num_slices > 1 else ''} by {libtpu_version()}: "
+             f"{topology.chips} chips, "
              f"{len(topology.devices)} devices ({topology.devices[0].device_kind}), "
              f"{size(topology.memory_per_device)} per device",
              f"batch {run.global_batch} = {run.batch_per_device} per device{runs}; {run.steps_per_call} steps per "

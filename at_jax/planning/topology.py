@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib.metadata
 import importlib.util
 import math
 import os
@@ -73,6 +74,14 @@ def require_libtpu() -> None:
     """Raises :class:`TopologyError` (one line: what to install) unless libtpu is importable."""
     if importlib.util.find_spec("libtpu") is None:
         raise TopologyError(f"compiling for a TPU topology needs XLA's TPU compiler: {INSTALL}")
+
+
+def libtpu_version() -> str:
+    """``libtpu 0.0.42.1``: the compiler that compiles (the first ``libtpu`` on the path)."""
+    try:
+        return f"libtpu {importlib.metadata.version('libtpu')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "libtpu"
 
 
 def on_tpu_host() -> bool:

@@ -254,7 +254,7 @@ def build_setup(config: ml_collections.ConfigDict, job: multi_run.Job, mesh, inp
     return Setup(config=config, inputs=inputs, mesh=mesh, objective=objective, model=model, teacher=teacher,
                  pretrained=pretrained(), total_steps=steps, steps_per_epoch=inputs.num_train // config.batch_size,
                  steps_per_call=int(config.get("steps_per_call", 0)) or default_steps_per_call(platform),
-                 init_state=jax.jit(jax.vmap(init, in_axes=(0, None)), out_shardings=sharding.replicated(mesh)),
+                 init_state=multi_run.stacked_init(init, sharding.replicated(mesh)),
                  train_steps=jax.jit(make_multi_step(single_step), donate_argnums=(0, 1)),
                  eval_step=jax.jit(eval_step), single_step=single_step, student_shape=student_shape,
                  teacher_shape=teacher_shape)
