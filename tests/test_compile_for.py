@@ -229,16 +229,19 @@ def test_a_compiler_crash_ends_in_one_line_naming_the_stage(capfd):
 
 @tpu_compile
 def test_libtpus_v6e_crash_is_one_line():
-    """libtpu 0.0.42.1 segfaults compiling a train step for v6e (BENCHMARKS.md): the command says so in one line
-    and exit code 1, or, with a libtpu that compiles it, reports as on v5e."""
-    result = compile_for("--topology=v6e:2x2", f"--config={ONE_CONV_CONFIG}", "--config.batch_size=32", "--json")
+    """libtpu 0.0.42.1 (jax[tpu]==0.10.2's) segfaults compiling WRN-10-1's train step for v6e (BENCHMARKS.md):
+    the command says so in one line and exit code 1; with a libtpu that compiles it (0.0.52), it reports."""
+    result = compile_for("--topology=v6e:2x2", "--config=configs/tiny.py", "--json")
     if result.returncode == 0:
         assert json.loads(result.stdout)["fits"]
         return
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("at_jax: error: XLA's TPU compiler (libtpu ") and "crashed (SIG" in lines[0]
-    assert "compiling the train call for v6e:2x2 (global batch 32)" in lines[0]
+    assert "compiling the train call for v6e:2x2 (global batch 16)" in lines[0]
+    log_path = lines[0].rsplit(" ", 1)[1]
+    assert "Segmentation fault" in open(log_path, encoding="utf-8").read() or "SIGSEGV" not in lines[0]
+    os.unlink(log_path)
 
 
 @tpu_compile

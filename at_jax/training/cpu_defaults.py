@@ -18,7 +18,7 @@
   slower, jax-ml/jax#12868), 10 on accelerators (fewer host round trips).
 - **Multi-run mode** (``config.parallel_mode = "auto"``): "unroll" on CPU, where a vmapped step of
   per-run weights becomes grouped convolutions (0.55x the throughput of sequential runs; unrolled 0.89x;
-  BENCHMARKS.md), "vmap" elsewhere.
+  BENCHMARKS.md), "vmap" on one accelerator device (a mesh of several unrolls too: multi_run.resolve_mode).
 """
 from __future__ import annotations
 
