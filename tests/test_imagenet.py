@@ -166,15 +166,16 @@ def _losses(workdir):
 
 @pytest.mark.slow
 def test_two_processes_read_disjoint_parts_and_match_one_process(pipeline_folder, tmp_path):
-    args = PIPELINE + [f"--config.dataset.data_dir={pipeline_folder}", "--config.dataset.workers=1",
-                       "--config.checkpoint_every_steps=6"]
-    result = run_cli([f"--workdir={tmp_path / 'one'}", *args], devices=2)
+    # 6 steps of 6 (one epoch is 5): an epoch boundary crossed; input states saved at steps 3 and 6.
+    args = PIPELINE + [f"--config.dataset.data_dir={pipeline_folder}", "--config.num_train_steps=6"]
+    result = run_cli([f"--workdir={tmp_path / 'one'}", *args, "--config.dataset.workers=0"], devices=2)
     assert result.returncode == 0, result.stderr[-3000:]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     processes = [subprocess.Popen(
-        [sys.executable, "-m", "at_jax.train", f"--workdir={tmp_path / 'two'}", *args], cwd=REPO,
+        [sys.executable, "-m", "at_jax.train", f"--workdir={tmp_path / 'two'}", *args, "--config.dataset.workers=1"],
+        cwd=REPO,
         env=dict(os.environ, PYTHONUNBUFFERED="1", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                  JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(process_id),
                  XLA_FLAGS="--xla_force_host_platform_device_count=1"),
@@ -182,10 +183,11 @@ def test_two_processes_read_disjoint_parts_and_match_one_process(pipeline_folder
     outputs = [process.communicate(timeout=600) for process in processes]
     for process, (_, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-3000:]
+    assert [len(values) for values in _losses(tmp_path / "one")] == [6, 1]
     for name, expected in zip(_losses(tmp_path / "two"), _losses(tmp_path / "one")):
         np.testing.assert_allclose(name, expected, rtol=2e-4)
     states = sorted(os.listdir(tmp_path / "two" / "input_state"))
-    assert states == ["step_12.process_0.json", "step_12.process_1.json", "step_6.process_0.json",
+    assert states == ["step_3.process_0.json", "step_3.process_1.json", "step_6.process_0.json",
                       "step_6.process_1.json"]
 
 
