@@ -69,8 +69,8 @@ def gib(count: float) -> str:
 
 def markdown(cells: list[dict]) -> str:
     """The table: one line per row and topology."""
-    lines = ["| run | topology (chips) | compiler | batch per chip | fits: GiB per chip needed / held | GFLOP per image | "
-             "MiB accessed per image | largest batch per chip | compile s (train + eval; load) |",
+    lines = ["| run | topology (chips) | compiler | batch per chip | fits: GiB per chip needed / held | "
+             "GFLOP per image | MiB accessed per image | largest batch per chip | compile s (train + eval; load) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for cell in cells:
         report = cell.get("report")

@@ -43,7 +43,8 @@ def crash_message(signal_number: int, stage: str, log_path: str) -> str:
     name = signal.Signals(signal_number).name
     if signal_number in CRASH_SIGNALS:
         return (f"XLA's TPU compiler ({libtpu_version()}) crashed ({name}) compiling {stage or 'the run'}; not a "
-                f"fault of the config: try another libtpu version (pip index versions libtpu); the compiler's report: {log_path}")
+                f"fault of the config: try another libtpu version (pip index versions libtpu); the compiler's "
+                f"report: {log_path}")
     return f"the compilation was stopped by {name} while compiling {stage or 'the run'} (log: {log_path})"
 
 

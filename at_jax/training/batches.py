@@ -27,7 +27,8 @@ def device_data(dataset, eval_chunk: int, mesh) -> dict:
     test_images = np.concatenate([dataset.test_images,
                                   np.zeros((pad,) + dataset.test_images.shape[1:], np.uint8)])
     return sharding.replicate({
-        "train_images": dataset.train_images.reshape(len(dataset.train_images), -1), "train_labels": dataset.train_labels.astype(np.int32),
+        "train_images": dataset.train_images.reshape(len(dataset.train_images), -1),
+        "train_labels": dataset.train_labels.astype(np.int32),
         "test_images": test_images,
         "test_labels": np.concatenate([dataset.test_labels, np.zeros(pad, np.int32)]).astype(np.int32),
         "test_mask": np.concatenate([np.ones(num_test, np.float32), np.zeros(pad, np.float32)]),
