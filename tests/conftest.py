@@ -32,14 +32,6 @@ import pytest
 from trainer_utils import tiny_config
 
 
-def pytest_collection_modifyitems(items):
-    """The modules holding slow tests (multi-process and end-to-end runs) first, each module's tests together
-    and in order (its module fixtures set up once): xdist hands them out before the short tests, so that the
-    run does not end on one worker busy with a long test while the other idles."""
-    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module.__name__ not in slow_modules)
-
-
 def shared_root(tmp_path_factory):
     """A directory every xdist worker of this pytest run sees (the worker's own basetemp without xdist)."""
     base = tmp_path_factory.getbasetemp()
