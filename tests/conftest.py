@@ -18,10 +18,9 @@ def _share_compiled_programs() -> None:
 def _apply_cpu_flags() -> None:
     """The XLA:CPU flags the entry points apply (at_jax/training/cpu_defaults.py: convolutions on XLA's Eigen
     kernels, 2x faster steps), here before this process's backend starts, for the runs tests make in-process;
-    the CLI subprocesses inherit them. ``AT_JAX_TEST_CPU_FLAGS=0`` tests without them."""
-    if os.environ.get("AT_JAX_TEST_CPU_FLAGS", "1") != "0":
-        from at_jax.training.cpu_defaults import apply_xla_cpu_flags  # pylint: disable=import-outside-toplevel
-        apply_xla_cpu_flags()
+    the CLI subprocesses inherit them. ``AT_JAX_XLA_CPU_FLAGS=0`` (its opt-out) tests without them."""
+    from at_jax.training.cpu_defaults import apply_xla_cpu_flags  # pylint: disable=import-outside-toplevel
+    apply_xla_cpu_flags()
 
 
 _share_compiled_programs()

@@ -75,8 +75,7 @@ def run_in_child(command: list[str]) -> tuple[int, str]:
     log = tempfile.NamedTemporaryFile("w+", prefix="at_jax_compile_for_", suffix=".log", delete=False)
     with log, tempfile.TemporaryDirectory(prefix="at_jax_compile_stage_") as stage_dir:
         stage_path = os.path.join(stage_dir, "stage")
-        child = subprocess.Popen(command, stderr=log,
-                                 env={**os.environ, STAGE_FILE: stage_path})
+        child = subprocess.Popen(command, stderr=log, env={**os.environ, STAGE_FILE: stage_path})
         with _forwarded_stop_signals(child):
             code = child.wait()
         stage = _read(stage_path)

@@ -28,8 +28,7 @@ def compile_run(config: ml_collections.ConfigDict, topology: Topology,
     """The run of ``config`` built as the trainer would on ``topology`` and its steps compiled; raises
     :class:`~at_jax.planning.compiled.OutOfMemory` when XLA refuses a program too large for a device."""
     setup, job = abstract_setup(config, topology.devices, counts)
-    slices = f" x{topology.num_slices}" if topology.num_slices > 1 else ""
-    where = f" for {topology.name}{slices} (global batch {int(config.batch_size)})"
+    where = f" for {topology.label} (global batch {int(config.batch_size)})"
     train, evaluation = compile_job(setup, step_arguments(setup, job), where)
     shape = RunShape(describe_run(config, setup.teacher is not None), int(config.batch_size), job.size,
                      setup.steps_per_call, len(topology.devices))

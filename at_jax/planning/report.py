@@ -100,9 +100,7 @@ def format_report(report: Report) -> str:
     topology, run = report.topology, report.run
     images = run.images_per_device_step
     runs = f", {run.runs} runs in one job" if run.runs > 1 else ""
-    lines = [f"{run.description} compiled for {topology.name}"
-             f"{f' x{topology.num_slices} slices' if topology.num_slices > 1 else ''} by {libtpu_version()}: "
-             f"{topology.chips} chips, "
+    lines = [f"{run.description} compiled for {topology.label} by {libtpu_version()}: {topology.chips} chips, "
              f"{len(topology.devices)} devices ({topology.devices[0].device_kind}), "
              f"{size(topology.memory_per_device)} per device",
              f"batch {run.global_batch} = {run.batch_per_device} per device{runs}; {run.steps_per_call} steps per "

@@ -44,6 +44,11 @@ class Topology:
         return self.name.split(":")[0]
 
     @property
+    def label(self) -> str:
+        """``v5e:2x4``, or ``v5e:2x4 x2 slices``."""
+        return f"{self.name} x{self.num_slices} slices" if self.num_slices > 1 else self.name
+
+    @property
     def devices_per_chip(self) -> int:
         return max(1, len(self.devices) // self.chips)
 
