@@ -2,7 +2,7 @@
 v6e slices by ``python -m at_jax.compile_for --json`` (one process per cell), one JSON line per cell.
 
     python benchmarks/compile_table.py --out=compile_table.jsonl [--rows=imagenet,...] [--sizes=1,8,256]
-        [--generations=v5e,v5p,v6e] [--max-batch-at=8]
+        [--generations=v5e,v5p,v6e] [--max-batch-at=8] [--batch-granularity=8]
     python benchmarks/compile_table.py --out=compile_table.jsonl --markdown     # the table from the lines
 
 Every figure is XLA's count for the compiled program (memory per chip, FLOPs and bytes per image), not a speed
@@ -42,18 +42,20 @@ TOPOLOGIES = {
 }
 
 
-def compile_cell(row: str, topology: str, chips: int, find_max_batch: bool) -> dict:
-    """One ``compile_for --json`` run: its report (or its one-line error) and wall time."""
+def compile_cell(row: str, topology: str, chips: int, find_max_batch: bool, granularity: int = 8) -> dict:
+    """One ``compile_for --json`` run: its report (or its one-line error) and wall time; ``--find-max-batch``
+    tries multiples of ``granularity`` per chip."""
     config, overrides, batch = ROWS[row]
     per_chip = batch // 8
     args = [f"--topology={topology}", f"--config={config}", f"--config.batch_size={per_chip * chips}", "--json",
             *[f"--config.{key}={value}" for key, value in overrides.items()]]
     if find_max_batch:
-        args.append("--find-max-batch")
+        args += ["--find-max-batch", f"--batch-granularity={granularity}"]
     start = time.time()
     result = subprocess.run([sys.executable, "-m", "at_jax.compile_for", *args], capture_output=True, text=True,
                             cwd=REPO_ROOT)
     cell = {"row": row, "topology": topology, "chips": chips, "batch_per_chip": per_chip, "compiler": libtpu_version(),
+            "batch_granularity": granularity,
             "wall_seconds": round(time.time() - start, 1), "returncode": result.returncode,
             "load_average": os.getloadavg()[0]}
     try:
@@ -65,6 +67,14 @@ def compile_cell(row: str, topology: str, chips: int, find_max_batch: bool) -> d
 
 def gib(count: float) -> str:
     return f"{count / 1024 ** 3:.2f}"
+
+
+def largest_batch(cell: dict, found: dict) -> str:
+    """The searched batch, with the step it was searched in where that is not 8; empty where not searched."""
+    if "per_chip" not in found:
+        return ""
+    granularity = cell.get("batch_granularity", 8)
+    return f"{found['per_chip']}" + (f" (multiples of {granularity})" if granularity != 8 else "")
 
 
 def markdown(cells: list[dict]) -> str:
@@ -90,7 +100,7 @@ def markdown(cells: list[dict]) -> str:
             f"{report['batch_per_device']} | "
             f"{'yes' if report['fits'] else 'NO'}: {gib(report['needed_per_device'])} / "
             f"{gib(report['memory_per_device'])} | {report['flops_per_image'] / 1e9:.3g} | "
-            f"{report['bytes_per_image'] / 1024 ** 2:.3g} | {found.get('per_chip', '')} | {compile_seconds:.0f}; "
+            f"{report['bytes_per_image'] / 1024 ** 2:.3g} | {largest_batch(cell, found)} | {compile_seconds:.0f}; "
             f"{cell['load_average']:.1f} |")
     return "\n".join(lines)
 
@@ -102,6 +112,7 @@ def main() -> None:
     parser.add_argument("--generations", default=",".join(TOPOLOGIES))
     parser.add_argument("--sizes", default="1,8,256")
     parser.add_argument("--max-batch-at", type=int, default=0, help="chips of the slice to search the batch on")
+    parser.add_argument("--batch-granularity", type=int, default=8, help="the search tries multiples of this")
     parser.add_argument("--markdown", action="store_true", help="print the table of --out and stop")
     args = parser.parse_args()
     done = [json.loads(line) for line in open(args.out)] if os.path.exists(args.out) else []
@@ -115,7 +126,7 @@ def main() -> None:
                 topology = TOPOLOGIES[generation][chips]
                 if (row, topology) in finished:
                     continue
-                cell = compile_cell(row, topology, chips, chips == args.max_batch_at)
+                cell = compile_cell(row, topology, chips, chips == args.max_batch_at, args.batch_granularity)
                 with open(args.out, "a") as file:
                     file.write(json.dumps(cell) + "\n")
                 print(json.dumps({key: value for key, value in cell.items() if key != "report"}), flush=True)

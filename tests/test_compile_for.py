@@ -7,6 +7,7 @@ code.
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,6 +187,38 @@ def test_max_batch_search_agrees_with_trying_every_batch(fixed, per_image, quadr
     assert len(calls) <= 8
 
 
+def test_the_batch_search_compiles_each_probe_once_and_says_so(monkeypatch, caplog):
+    """search_max_batch: the config's own report is the first probe (not compiled again), a refused compile
+    counts as too large, each compile is one progress line, and the answer is a multiple of the granularity."""
+    from at_jax.planning import plan
+    from at_jax.planning.compiled import OutOfMemory
+    from at_jax.planning.topology import Topology
+
+    capacity = 1 << 20
+    topology = Topology("v5e:2x2", 1, tuple(range(4)), 4, capacity)
+    need = lambda per_device: 50_000 + 1000 * per_device
+    compiled = []
+
+    def fake_compile(config, described, counts):
+        per_device = int(config.batch_size) // 4
+        compiled.append(per_device)
+        if need(per_device) > capacity:
+            raise OutOfMemory("too large", need(per_device), capacity)
+        return type("FakeReport", (), {"needed": need(per_device)})()
+
+    monkeypatch.setattr(plan, "compile_run", fake_compile)
+    config = tiny_config(batch_size=64, **{"dataset.num_train": 100_000})
+    own = type("Own", (), {"needed": need(16), "run": type("Run", (), {"global_batch": 64})()})()
+    with caplog.at_level("INFO"):
+        found = plan.search_max_batch(config, topology, own, None, granularity=8)
+    best = (capacity - 50_000) // 1000 // 8 * 8
+    assert (found["per_chip"], found["global"]) == (best, 4 * best) and 16 not in compiled
+    assert sorted(compiled) == sorted(set(compiled)) and set(found["probes"]) == {16, *compiled}
+    lines = [record.getMessage() for record in caplog.records if "per device:" in record.getMessage()]
+    assert len(lines) == len(compiled) and any("too large" in line for line in lines)
+    assert all(line.endswith(" s)") and "GiB of 0.00" in line for line in lines)
+
+
 def test_without_libtpu_one_line_says_what_to_install(tmp_path):
     """Where libtpu is not installed the command ends in one line naming the extra; a bad topology name too."""
     if HAS_LIBTPU:
@@ -222,6 +255,15 @@ def test_a_compiler_crash_ends_in_one_line_naming_the_stage(capfd):
     assert (code, line) == (3, "")
     captured = capfd.readouterr()
     assert (captured.out, captured.err) == ("report\n", "warned\n")
+    progress = "I1207 14:10:01.123456 4758 plan.py:64] batch 16 per device: 0.19 GiB of 16.00 (fits)"
+    code, line = crash_guard.run_in_child(child_command(
+        f"print('libtpu noise', file=sys.stderr)\nprint({progress!r}, file=sys.stderr, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGSEGV)"))
+    err = capfd.readouterr().err          # at_jax's own record passed on as it came; the rest kept in the log
+    assert code == -signal.SIGSEGV and err == progress + "\n"
+    log_path = line.rsplit(" ", 1)[1]
+    assert open(log_path, encoding="utf-8").read() == f"libtpu noise\n{progress}\n"
+    os.unlink(log_path)
     code, line = crash_guard.run_in_child(child_command("os.kill(os.getpid(), signal.SIGKILL)"))
     assert code == -signal.SIGKILL and line.startswith("the compilation was stopped by SIGKILL while compiling "
                                                        "the run (log: ")
@@ -247,10 +289,15 @@ def test_libtpus_v6e_crash_is_one_line():
 @tpu_compile
 def test_compiles_for_a_tpu_topology_and_reports_per_chip():
     """one-conv for v5e:2x2: 10 steps per call (the accelerator default); figures per device, an all-reduce
-    over the 4 chips; FLOPs per image within the hand count (the forward and weight-gradient convolutions)."""
-    result = compile_for("--topology=v5e:2x2", f"--config={ONE_CONV_CONFIG}", "--config.batch_size=32", "--json")
+    over the 4 chips; FLOPs per image within the hand count (the forward and weight-gradient convolutions).
+    --find-max-batch: bounded by the 64 training images (16 per chip), one more compile, its line on stderr."""
+    result = compile_for("--topology=v5e:2x2", f"--config={ONE_CONV_CONFIG}", "--config.batch_size=32", "--json",
+                         "--find-max-batch")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    assert report["max_batch"]["per_chip"] == 16 and set(report["max_batch"]["probes"]) == {"8", "16"}
+    assert re.search(r"plan\.py:\d+\] batch 16 per device: 0\.00 GiB of 16\.00 \(fits; compiled in \d+ s\)",
+                     result.stderr), result.stderr
     assert (report["chips"], report["devices"], report["batch_per_device"], report["steps_per_call"]) == (4, 4, 8, 10)
     assert report["fits"] and report["memory_per_device"] == 16 * 1024 ** 3
     assert CONV_FLOPS_PER_IMAGE * 2 <= report["flops_per_image"] <= CONV_FLOPS_PER_IMAGE * 2.6

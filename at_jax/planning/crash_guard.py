@@ -3,7 +3,8 @@
 libtpu can die by a signal while it compiles (0.0.42.1 segfaults on every v6e train step in compile-only mode),
 which no ``try`` in Python can catch. :func:`run_in_child` therefore runs ``compile_for`` again as a child
 process and waits: the child writes what it is compiling to a stage file (:func:`mark`) and its stderr to a log;
-when it exits, its stderr is replayed and its exit code returned. When it dies by a signal, the command ends with
+at_jax's own log records (the batch search's line per compile) pass through as they come, the rest of its stderr
+is replayed when it exits, and its exit code returned. When it dies by a signal, the command ends with
 one line naming the compiler, the signal and the stage (``at_jax: error: XLA's TPU compiler (libtpu 0.0.42.1)
 crashed (SIGSEGV) compiling the train call for v6e:2x4 ...``) and the log that holds libtpu's own report, and
 exit code 1: a crash is not something the user did (exit 2 is kept for what they can fix).
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
-from typing import Iterator
+import threading
+from typing import IO, Iterator
 
 from at_jax.planning.topology import libtpu_version
 
@@ -24,6 +27,9 @@ from at_jax.planning.topology import libtpu_version
 STAGE_FILE = "AT_JAX_COMPILE_STAGE_FILE"
 #: Signals by which a compiler crashes (rather than being stopped from outside).
 CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE)
+#: A log record of Python code in absl's format (``I1207 14:10:01.123456 4758 plan.py:64] ...``): passed on live;
+#: libtpu's own records name a ``.cc`` file and wait with the rest of stderr.
+LIVE_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [\w.-]+\.py:\d+\] ")
 
 
 def in_child() -> bool:
@@ -68,20 +74,37 @@ def _forwarded_stop_signals(child: subprocess.Popen) -> Iterator[None]:
             signal.signal(number, handler)
 
 
+def _copy_stderr(pipe: IO[str], log: IO[str], held_back: list[str]) -> None:
+    """Every line of the child's stderr into ``log``; :data:`LIVE_LINE` s to this process's stderr now, the
+    others into ``held_back``."""
+    for line in pipe:
+        log.write(line)
+        log.flush()
+        if LIVE_LINE.match(line):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        else:
+            held_back.append(line)
+
+
 def run_in_child(command: list[str]) -> tuple[int, str]:
     """Runs ``command`` (``python -m at_jax.compile_for ...``) as a child that :func:`mark` s its stages; (its
-    exit code, the one line if it died by a signal, else ""). Its stdout passes through; its stderr is replayed
-    when it ends (kept in a log on a crash)."""
+    exit code, the one line if it died by a signal, else ""). Its stdout passes through; its log records as they
+    come, the rest of its stderr when it ends (kept in a log on a crash)."""
     log = tempfile.NamedTemporaryFile("w+", prefix="at_jax_compile_for_", suffix=".log", delete=False)
+    held_back: list[str] = []
     with log, tempfile.TemporaryDirectory(prefix="at_jax_compile_stage_") as stage_dir:
         stage_path = os.path.join(stage_dir, "stage")
-        child = subprocess.Popen(command, stderr=log, env={**os.environ, STAGE_FILE: stage_path})
+        child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace",
+                                 env={**os.environ, STAGE_FILE: stage_path})
+        copier = threading.Thread(target=_copy_stderr, args=(child.stderr, log, held_back), daemon=True)
+        copier.start()
         with _forwarded_stop_signals(child):
             code = child.wait()
+        copier.join()
         stage = _read(stage_path)
     if code < 0:
         return code, crash_message(-code, stage, log.name)
-    with open(log.name, encoding="utf-8", errors="replace") as replay:
-        sys.stderr.write(replay.read())
+    sys.stderr.write("".join(held_back))
     os.unlink(log.name)
     return code, ""

@@ -2,9 +2,11 @@
 batch that fits (:mod:`at_jax.planning.max_batch`)."""
 from __future__ import annotations
 
+import time
 from typing import Mapping
 
 import ml_collections
+from absl import logging
 
 from at_jax.data.shapes import dataset_shape
 from at_jax.losses.terms import active_terms
@@ -52,10 +54,15 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
     def needed(per_device: int) -> int:
         if report is not None and per_device * devices == report.run.global_batch:
             return report.needed
+        start = time.perf_counter()
         try:
-            return compile_run(with_batch(config, per_device * devices), topology, counts).needed
+            need = compile_run(with_batch(config, per_device * devices), topology, counts).needed
         except OutOfMemory as refusal:
-            return max(refusal.needed, topology.memory_per_device + 1)
+            need = max(refusal.needed, topology.memory_per_device + 1)
+        logging.info("batch %d per device: %.2f GiB of %.2f (%s; compiled in %.0f s)", per_device, need / 2 ** 30,
+                     topology.memory_per_device / 2 ** 30,
+                     "fits" if need <= topology.memory_per_device else "too large", time.perf_counter() - start)
+        return need
 
     upper = dataset_shape(config.dataset, image_views(config), counts).num_train // devices
     search = find_max_batch(needed, topology.memory_per_device, start=int(config.batch_size) // devices,
