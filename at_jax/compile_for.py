@@ -66,9 +66,13 @@ def main(argv: list[str]) -> None:
     from at_jax.planning.report import format_report, refusal  # pylint: disable=import-outside-toplevel
 
     counts = {key: FLAGS[key.replace("_", "-")].value for key in ("num_train", "num_eval", "num_classes")}
+    from at_jax.planning.compiled import CompilerFailure  # pylint: disable=import-outside-toplevel
     with user_errors():
         described = topology.describe(FLAGS.topology, FLAGS["num-slices"].value)
-        report = compiled_report(FLAGS.config, described, counts)
+        try:
+            report = compiled_report(FLAGS.config, described, counts)
+        except CompilerFailure as failure:     # not the user's doing: exit 1, as a compiler crash
+            fail(failure, code=1)
     print(json.dumps(report.as_dict(), indent=1) if FLAGS.json else format_report(report))
     if not report.fits:
         fail(refusal(report))

@@ -61,7 +61,9 @@ def compile_cell(row: str, topology: str, chips: int, find_max_batch: bool, gran
     try:
         cell["report"] = json.loads(result.stdout)
     except json.JSONDecodeError:
-        cell["error"] = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        lines = result.stderr.strip().splitlines() or ["no output"]
+        cell["error"] = next((line for line in lines if line.startswith("at_jax: error:")), lines[-1])
+        cell["stderr_tail"] = lines[-40:]
     return cell
 
 
@@ -74,7 +76,9 @@ def largest_batch(cell: dict, found: dict) -> str:
     if "per_chip" not in found:
         return ""
     granularity = cell.get("batch_granularity", 8)
-    return f"{found['per_chip']}" + (f" (multiples of {granularity})" if granularity != 8 else "")
+    text = f"{found['per_chip']}" + (f" (multiples of {granularity})" if granularity != 8 else "")
+    failures = found.get("compiler_failures") or {}
+    return text + (f"; the compiler failed from {min(failures, key=int)} on" if failures else "")
 
 
 def markdown(cells: list[dict]) -> str:

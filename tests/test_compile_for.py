@@ -217,6 +217,50 @@ def test_the_batch_search_compiles_each_probe_once_and_says_so(monkeypatch, capl
     lines = [record.getMessage() for record in caplog.records if "per device:" in record.getMessage()]
     assert len(lines) == len(compiled) and any("too large" in line for line in lines)
     assert all(line.endswith(" s)") and "GiB of 0.00" in line for line in lines)
+    assert found["compiler_failures"] == {}
+
+
+def test_a_compiler_failure_is_one_line_and_bounds_the_batch_search(monkeypatch):
+    """The compiler's own failure (libtpu 0.0.52's RET_CHECK on CIFAR's whole set per chip, BENCHMARKS.md) is
+    one line naming the compiler and the stage; in the batch search such a batch counts as one that does not
+    compile, and the answer and the report line say so."""
+    from at_jax.planning import plan
+    from at_jax.planning.compiled import CompilerFailure, compile_step
+    from at_jax.planning.report import largest_batch_line
+    from at_jax.planning.topology import Topology
+
+    class JaxRuntimeError(RuntimeError):
+        pass
+
+    class Unfinished:
+        def lower(self, *arguments):
+            return self
+
+        def compile(self):
+            raise JaxRuntimeError("INTERNAL: RET_CHECK failure (hlo_instruction.cc:390) async-update ...\nmore")
+
+    with pytest.raises(CompilerFailure) as failure:
+        compile_step(Unfinished(), (), "the train call for v6e:2x4 (global batch 49984)")
+    assert "failed compiling the train call for v6e:2x4 (global batch 49984): INTERNAL: RET_CHECK failure " \
+        "(hlo_instruction.cc:390) async-update ...; not a fault of the config" in str(failure.value)
+    assert "\n" not in str(failure.value) and str(failure.value).startswith("XLA's TPU compiler (")
+
+    capacity = 1 << 30
+    def fake_compile(config, described, counts):
+        per_device = int(config.batch_size) // 8
+        if per_device >= 1000:
+            raise CompilerFailure(f"XLA's TPU compiler failed compiling batch {per_device}")
+        return type("FakeReport", (), {"needed": 1000 * per_device})()
+
+    monkeypatch.setattr(plan, "compile_run", fake_compile)
+    topology = Topology("v6e:2x4", 1, tuple(range(8)), 8, capacity)
+    found = plan.search_max_batch(tiny_config(batch_size=128, **{"dataset.num_train": 80_000}), topology, None)
+    smallest_failure = min(found["compiler_failures"])     # bisected (no figure to predict from), 12 compiles
+    assert found["per_chip"] == 992 and smallest_failure in (1000, 1008)
+    assert not set(found["probes"]) & set(found["compiler_failures"])
+    line = largest_batch_line(found)
+    assert line.startswith("largest batch that fits: 992 per device (global 7936; 12 compiles); the compiler "
+                           f"failed on {len(found['compiler_failures'])} of them, from {smallest_failure} per device on")
 
 
 def test_without_libtpu_one_line_says_what_to_install(tmp_path):

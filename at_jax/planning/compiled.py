@@ -15,6 +15,7 @@ from typing import Any, Callable
 from at_jax.errors import UserError
 from at_jax.planning.abstract_job import StepArguments
 from at_jax.planning.crash_guard import mark
+from at_jax.planning.topology import libtpu_version
 
 #: Bytes per element of the HLO element types a step uses.
 ELEMENT_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4,
@@ -50,6 +51,18 @@ def out_of_memory(error: Exception) -> OutOfMemory | None:
     return OutOfMemory(f"the run does not fit a device's memory; XLA's compiler says: {first_line} (lower "
                        "batch_size, use bfloat16 or more chips; --find-max-batch finds the largest batch)",
                        used, capacity)
+
+
+class CompilerFailure(RuntimeError):
+    """XLA's TPU compiler failed on a program for a reason of its own (an ``INTERNAL`` check, an unimplemented
+    case), not the program's size: nothing in the config is at fault, another libtpu version may compile it."""
+
+
+def compiler_failure(error: Exception, stage: str) -> CompilerFailure:
+    """The one line for ``error``, raised by the compiler while compiling ``stage``."""
+    first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return CompilerFailure(f"XLA's TPU compiler ({libtpu_version()}) failed compiling {stage}: {first_line}; not "
+                           "a fault of the config: try another libtpu version (pip index versions libtpu)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,17 +126,20 @@ def _cost(compiled: Any) -> dict:
     return cost or {}
 
 
-def compile_step(function: Callable, arguments: tuple) -> CompiledStep:
-    """``function`` (a jitted step) lowered for ``arguments`` (abstract, with shardings) and compiled."""
+def compile_step(function: Callable, arguments: tuple, stage: str = "the step") -> CompiledStep:
+    """``function`` (a jitted step) lowered for ``arguments`` (abstract, with shardings) and compiled; raises
+    :class:`OutOfMemory` for a program too large, :class:`CompilerFailure` for the compiler's own failures."""
     start = time.perf_counter()
     lowered = function.lower(*arguments)
     try:
         compiled = lowered.compile()
     except Exception as error:  # pylint: disable=broad-except  (XLA raises its runtime error type)
         refusal = out_of_memory(error)
-        if refusal is None:
-            raise
-        raise refusal from None
+        if refusal is not None:
+            raise refusal from None
+        if type(error).__name__ in ("JaxRuntimeError", "XlaRuntimeError"):
+            raise compiler_failure(error, stage) from error
+        raise
     seconds = time.perf_counter() - start
     analysis = compiled.memory_analysis()
     memory = Memory(arguments=int(analysis.argument_size_in_bytes), outputs=int(analysis.output_size_in_bytes),
@@ -137,7 +153,8 @@ def compile_step(function: Callable, arguments: tuple) -> CompiledStep:
 def compile_job(setup: Any, arguments: StepArguments, where: str = "") -> tuple[CompiledStep, CompiledStep]:
     """(train call, eval step) of a set-up job compiled for its mesh's devices; each named as the stage being
     compiled (:func:`~at_jax.planning.crash_guard.mark`, ``where``: the topology and batch) before it is."""
-    mark(f"the train call{where}")
-    train = compile_step(setup.train_steps, arguments.train)
-    mark(f"the eval step{where}")
-    return train, compile_step(setup.eval_step, arguments.eval)
+    stages = (f"the train call{where}", f"the eval step{where}")
+    mark(stages[0])
+    train = compile_step(setup.train_steps, arguments.train, stages[0])
+    mark(stages[1])
+    return train, compile_step(setup.eval_step, arguments.eval, stages[1])

@@ -16,7 +16,8 @@ LIMIT = 1 << 16
 
 @dataclasses.dataclass
 class Search:
-    """Probes so far: per-chip batch -> bytes needed per device (max of train and eval)."""
+    """Probes so far: per-chip batch -> bytes needed per device (max of train and eval), None where the compiler
+    failed on it for a reason of its own (counted as not fitting, left out of the predictions)."""
     capacity: int
     granularity: int
     upper: int
@@ -24,11 +25,13 @@ class Search:
 
     @property
     def largest_fitting(self) -> int:
-        return max((batch for batch, need in self.needed.items() if need <= self.capacity), default=0)
+        return max((batch for batch, need in self.needed.items() if need is not None and need <= self.capacity),
+                   default=0)
 
     @property
     def smallest_failing(self) -> int:
-        return min((batch for batch, need in self.needed.items() if need > self.capacity), default=self.upper + 1)
+        return min((batch for batch, need in self.needed.items() if need is None or need > self.capacity),
+                   default=self.upper + 1)
 
     def done(self) -> bool:
         return self.smallest_failing - self.largest_fitting <= self.granularity or (
@@ -50,7 +53,8 @@ class Search:
 
     def _predicted(self) -> int | None:
         """The batch where the line through the two probes nearest the capacity meets it."""
-        points = sorted(self.needed.items(), key=lambda item: abs(item[1] - self.capacity))[:2]
+        measured = [(batch, need) for batch, need in self.needed.items() if need is not None]
+        points = sorted(measured, key=lambda item: abs(item[1] - self.capacity))[:2]
         if len(points) < 2 or points[0][0] == points[1][0]:
             return None
         (batch_a, need_a), (batch_b, need_b) = points
@@ -60,7 +64,7 @@ class Search:
         return int(batch_a + (self.capacity - need_a) / slope)
 
 
-def find_max_batch(needed_at: Callable[[int], int], capacity: int, *, start: int, granularity: int = 8,
+def find_max_batch(needed_at: Callable[[int], int | None], capacity: int, *, start: int, granularity: int = 8,
                    upper: int = LIMIT, max_probes: int = 12) -> Search:
     """Searches per-chip batches with ``needed_at(batch) -> bytes per device`` (a compile); the answer is
     ``search.largest_fitting`` (0: not even ``granularity`` fits)."""

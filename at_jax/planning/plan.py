@@ -11,7 +11,7 @@ from absl import logging
 from at_jax.data.shapes import dataset_shape
 from at_jax.losses.terms import active_terms
 from at_jax.planning.abstract_job import abstract_setup, step_arguments
-from at_jax.planning.compiled import OutOfMemory, compile_job
+from at_jax.planning.compiled import CompilerFailure, OutOfMemory, compile_job
 from at_jax.planning.max_batch import find_max_batch
 from at_jax.planning.report import Report, RunShape
 from at_jax.planning.topology import Topology
@@ -47,11 +47,13 @@ def with_batch(config: ml_collections.ConfigDict, batch_size: int) -> ml_collect
 def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, report: Report | None,
                      counts: Mapping[str, int] | None = None, granularity: int = 8) -> dict:
     """The largest per-device batch (a multiple of ``granularity``) whose train and eval steps compile within a
-    device's memory: ``{"per_chip", "global", "probes": {batch: bytes needed}}``; ``report`` is the config's own
-    (reused as a probe; None when it did not fit)."""
+    device's memory: ``{"per_chip", "global", "probes": {batch: bytes needed}, "compiler_failures": {batch:
+    line}}``; ``report`` is the config's own (reused as a probe; None when it did not fit). A batch the compiler
+    fails on for a reason of its own (:class:`CompilerFailure`) counts as one that does not compile."""
     devices = len(topology.devices)
+    failures: dict = {}
 
-    def needed(per_device: int) -> int:
+    def needed(per_device: int) -> int | None:
         if report is not None and per_device * devices == report.run.global_batch:
             return report.needed
         start = time.perf_counter()
@@ -59,6 +61,10 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
             need = compile_run(with_batch(config, per_device * devices), topology, counts).needed
         except OutOfMemory as refusal:
             need = max(refusal.needed, topology.memory_per_device + 1)
+        except CompilerFailure as failure:
+            failures[per_device] = str(failure)
+            logging.warning("batch %d per device: %s", per_device, failure)
+            return None
         logging.info("batch %d per device: %.2f GiB of %.2f (%s; compiled in %.0f s)", per_device, need / 2 ** 30,
                      topology.memory_per_device / 2 ** 30,
                      "fits" if need <= topology.memory_per_device else "too large", time.perf_counter() - start)
@@ -68,4 +74,5 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
     search = find_max_batch(needed, topology.memory_per_device, start=int(config.batch_size) // devices,
                             granularity=granularity, upper=upper)
     best = search.largest_fitting
-    return {"per_chip": best, "global": best * devices, "probes": dict(sorted(search.needed.items()))}
+    probes = {batch: need for batch, need in sorted(search.needed.items()) if batch not in failures}
+    return {"per_chip": best, "global": best * devices, "probes": probes, "compiler_failures": failures}

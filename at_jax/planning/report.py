@@ -112,9 +112,21 @@ def format_report(report: Report) -> str:
              f"fits: {'yes' if report.fits else 'NO'} ({size(report.needed)} of {size(topology.memory_per_device)} "
              f"per device)"]
     if report.max_batch is not None:
-        lines.append(f"largest batch that fits: {report.max_batch['per_chip']} per device "
-                     f"(global {report.max_batch['global']}; {len(report.max_batch['probes'])} compiles)")
+        lines.append(largest_batch_line(report.max_batch))
     return "\n".join(lines)
+
+
+def largest_batch_line(found: dict) -> str:
+    """``largest batch that fits: 2688 per device (global 21504; 12 compiles)``, and the batches the compiler
+    failed on for reasons of its own, if any."""
+    failures = found.get("compiler_failures") or {}
+    line = (f"largest batch that fits: {found['per_chip']} per device (global {found['global']}; "
+            f"{len(found['probes']) + len(failures)} compiles)")
+    if failures:
+        smallest = min(failures)
+        line += (f"; the compiler failed on {len(failures)} of them, from {smallest} per device on, so larger "
+                 f"batches are untried: {failures[smallest]}")
+    return line
 
 
 def refusal(report: Report) -> DoesNotFit:
