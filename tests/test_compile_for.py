@@ -217,7 +217,7 @@ def test_the_batch_search_compiles_each_probe_once_and_says_so(monkeypatch, capl
     lines = [record.getMessage() for record in caplog.records if "per device:" in record.getMessage()]
     assert len(lines) == len(compiled) and any("too large" in line for line in lines)
     assert all(line.endswith(" s)") and "GiB of 0.00" in line for line in lines)
-    assert found["compiler_failures"] == {}
+    assert found["compiler_failures"] == {} and set(found["compile_seconds"]) == set(compiled)
 
 
 def test_a_compiler_failure_is_one_line_and_bounds_the_batch_search(monkeypatch):

@@ -48,10 +48,12 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
                      counts: Mapping[str, int] | None = None, granularity: int = 8) -> dict:
     """The largest per-device batch (a multiple of ``granularity``) whose train and eval steps compile within a
     device's memory: ``{"per_chip", "global", "probes": {batch: bytes needed}, "compiler_failures": {batch:
-    line}}``; ``report`` is the config's own (reused as a probe; None when it did not fit). A batch the compiler
-    fails on for a reason of its own (:class:`CompilerFailure`) counts as one that does not compile."""
+    line}, "compile_seconds": {batch: s}}`` (a refused batch is refused in seconds, a fitting one compiles in
+    minutes); ``report`` is the config's own (reused as a probe; None when it did not fit). A batch the
+    compiler fails on for a reason of its own (:class:`CompilerFailure`) counts as one that does not compile."""
     devices = len(topology.devices)
     failures: dict = {}
+    seconds: dict = {}
 
     def needed(per_device: int) -> int | None:
         if report is not None and per_device * devices == report.run.global_batch:
@@ -65,9 +67,10 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
             failures[per_device] = str(failure)
             logging.warning("batch %d per device: %s", per_device, failure)
             return None
+        seconds[per_device] = round(time.perf_counter() - start, 1)
         logging.info("batch %d per device: %.2f GiB of %.2f (%s; compiled in %.0f s)", per_device, need / 2 ** 30,
                      topology.memory_per_device / 2 ** 30,
-                     "fits" if need <= topology.memory_per_device else "too large", time.perf_counter() - start)
+                     "fits" if need <= topology.memory_per_device else "too large", seconds[per_device])
         return need
 
     upper = dataset_shape(config.dataset, image_views(config), counts).num_train // devices
@@ -75,4 +78,5 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
                             granularity=granularity, upper=upper)
     best = search.largest_fitting
     probes = {batch: need for batch, need in sorted(search.needed.items()) if batch not in failures}
-    return {"per_chip": best, "global": best * devices, "probes": probes, "compiler_failures": failures}
+    return {"per_chip": best, "global": best * devices, "probes": probes, "compiler_failures": failures,
+            "compile_seconds": seconds}
