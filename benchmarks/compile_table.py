@@ -78,7 +78,9 @@ def largest_batch(cell: dict, found: dict) -> str:
     granularity = cell.get("batch_granularity", 8)
     text = f"{found['per_chip']}" + (f" (multiples of {granularity})" if granularity != 8 else "")
     failures = found.get("compiler_failures") or {}
-    return text + (f"; the compiler failed from {min(failures, key=int)} on" if failures else "")
+    untried = found.get("untried") or []
+    return (text + (f"; {untried[0]}–{untried[1]} untried" if untried else "")
+            + (f"; the compiler failed from {min(failures, key=int)} on" if failures else ""))
 
 
 def markdown(cells: list[dict]) -> str:

@@ -4,6 +4,7 @@ The TPU tests (marked ``tpu_compile``) run where libtpu is installed (``pip inst
 .ci/run installs it after the main suite); the rest compile for this machine's CPU devices, through the same
 code.
 """
+import functools
 import importlib.util
 import json
 import os
@@ -192,6 +193,7 @@ def test_the_batch_search_compiles_each_probe_once_and_says_so(monkeypatch, capl
     counts as too large, each compile is one progress line, and the answer is a multiple of the granularity."""
     from at_jax.planning import plan
     from at_jax.planning.compiled import OutOfMemory
+    from at_jax.planning.report import largest_batch_line
     from at_jax.planning.topology import Topology
 
     capacity = 1 << 20
@@ -218,6 +220,12 @@ def test_the_batch_search_compiles_each_probe_once_and_says_so(monkeypatch, capl
     assert len(lines) == len(compiled) and any("too large" in line for line in lines)
     assert all(line.endswith(" s)") and "GiB of 0.00" in line for line in lines)
     assert found["compiler_failures"] == {} and set(found["compile_seconds"]) == set(compiled)
+    assert found["untried"] == [] and "lower bound" not in largest_batch_line(found)
+    monkeypatch.setattr(plan, "find_max_batch", functools.partial(max_batch.find_max_batch, max_probes=3))
+    stopped = plan.search_max_batch(config, topology, own, None, granularity=8)    # 16, 32, then one more
+    first, last = stopped["untried"]               # no batch refused yet: up to the training set per device
+    assert (first, last) == (stopped["per_chip"] + 8, 100_000 // 4) and len(stopped["probes"]) == 3
+    assert f"with {first} to {last} per device untried (the answer is a lower bound)" in largest_batch_line(stopped)
 
 
 def test_a_compiler_failure_is_one_line_and_bounds_the_batch_search(monkeypatch):
@@ -258,9 +266,12 @@ def test_a_compiler_failure_is_one_line_and_bounds_the_batch_search(monkeypatch)
     smallest_failure = min(found["compiler_failures"])     # bisected (no figure to predict from), 12 compiles
     assert found["per_chip"] == 992 and smallest_failure in (1000, 1008)
     assert not set(found["probes"]) & set(found["compiler_failures"])
+    assert found["untried"] == ([] if smallest_failure == 1000 else [1000, 1000])   # stopped at 12 compiles
     line = largest_batch_line(found)
-    assert line.startswith("largest batch that fits: 992 per device (global 7936; 12 compiles); the compiler "
-                           f"failed on {len(found['compiler_failures'])} of them, from {smallest_failure} per device on")
+    assert line.startswith("largest batch that fits: 992 per device (global 7936; 12 compiles)")
+    assert ("untried (the answer is a lower bound)" in line) == bool(found["untried"])
+    assert f"the compiler failed on {len(found['compiler_failures'])} of them, from {smallest_failure} per " \
+        "device on" in line
 
 
 def test_without_libtpu_one_line_says_what_to_install(tmp_path):

@@ -122,6 +122,10 @@ def largest_batch_line(found: dict) -> str:
     failures = found.get("compiler_failures") or {}
     line = (f"largest batch that fits: {found['per_chip']} per device (global {found['global']}; "
             f"{len(found['probes']) + len(failures)} compiles)")
+    if found.get("untried"):
+        first, last = found["untried"]
+        line += (f"; the search stopped at its limit of compiles with {first} to {last} per device untried "
+                 f"(the answer is a lower bound)")
     if failures:
         smallest = min(failures)
         line += (f"; the compiler failed on {len(failures)} of them, from {smallest} per device on, so larger "
