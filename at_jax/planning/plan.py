@@ -79,7 +79,8 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
                             granularity=granularity, upper=upper)
     best = search.largest_fitting
     probes = {batch: need for batch, need in sorted(search.needed.items()) if batch not in failures}
-    untried = [] if search.done() else [best + granularity, min(search.smallest_failing - granularity,
-                                                                upper // granularity * granularity)]
+    refused = search.smallest_failing       # above ``upper`` where no batch was refused
+    last = upper // granularity * granularity if refused > upper else refused - granularity
+    untried = [] if search.done() else [best + granularity, last]
     return {"per_chip": best, "global": best * devices, "probes": probes, "compiler_failures": failures,
             "compile_seconds": seconds, "untried": untried}
