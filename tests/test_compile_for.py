@@ -263,12 +263,12 @@ def test_a_compiler_failure_is_one_line_and_bounds_the_batch_search(monkeypatch)
     monkeypatch.setattr(plan, "compile_run", fake_compile)
     topology = Topology("v6e:2x4", 1, tuple(range(8)), 8, capacity)
     found = plan.search_max_batch(tiny_config(batch_size=128, **{"dataset.num_train": 80_000}), topology, None)
-    smallest_failure = min(found["compiler_failures"])     # bisected (no figure to predict from), 12 compiles
-    assert found["per_chip"] == 992 and smallest_failure in (1000, 1008)
+    smallest_failure = min(found["compiler_failures"])     # bisected: no figure to predict from
+    assert (found["per_chip"], smallest_failure, found["untried"]) == (992, 1000, [])
     assert not set(found["probes"]) & set(found["compiler_failures"])
-    assert found["untried"] == ([] if smallest_failure == 1000 else [1000, 1000])   # stopped at 12 compiles
     line = largest_batch_line(found)
-    assert line.startswith("largest batch that fits: 992 per device (global 7936; 12 compiles)")
+    compiles = len(found["probes"]) + len(found["compiler_failures"])
+    assert line.startswith(f"largest batch that fits: 992 per device (global 7936; {compiles} compiles)")
     assert ("untried (the answer is a lower bound)" in line) == bool(found["untried"])
     assert f"the compiler failed on {len(found['compiler_failures'])} of them, from {smallest_failure} per " \
         "device on" in line

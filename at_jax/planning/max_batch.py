@@ -65,7 +65,7 @@ class Search:
 
 
 def find_max_batch(needed_at: Callable[[int], int | None], capacity: int, *, start: int, granularity: int = 8,
-                   upper: int = LIMIT, max_probes: int = 12) -> Search:
+                   upper: int = LIMIT, max_probes: int = 16) -> Search:
     """Searches per-chip batches with ``needed_at(batch) -> bytes per device`` (a compile); the answer is
     ``search.largest_fitting`` (0: not even ``granularity`` fits)."""
     search = Search(capacity, granularity, max(granularity, upper))
