@@ -100,6 +100,17 @@ def test_batch_norm_running_variance_is_unbiased():
                                rtol=1e-4, atol=1e-5)
 
 
+def test_batch_norm_counts_past_int32():
+    """A pod's global batch puts more than 2**31 elements per channel through ImageNet's first BN (a v5p
+    --find-max-batch probe, BENCHMARKS.md); traced from shapes alone, as compile_for does, it does not overflow."""
+    bn = BatchNorm(use_running_average=False, momentum=0.9)
+    variables = {"params": {"scale": jnp.ones(1), "bias": jnp.zeros(1)},
+                 "batch_stats": {"mean": jnp.zeros(1), "var": jnp.ones(1)}}
+    huge = jax.ShapeDtypeStruct((2 ** 17, 2 ** 7, 2 ** 7, 1), jnp.bfloat16)      # 2**31 elements
+    out, updated = jax.eval_shape(lambda x: bn.apply(variables, x, mutable=["batch_stats"]), huge)
+    assert out.shape == huge.shape and updated["batch_stats"]["var"].shape == (1,)
+
+
 def test_initialisers_follow_official_and_torchvision_code():
     x = jnp.zeros((1, 4, 4, 16))
     wrn_block = WideBasicBlock(out_channels=32, stride=2)

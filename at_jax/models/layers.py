@@ -85,7 +85,7 @@ class BatchNorm(nn.Module):
             mean, var = running_mean.value, running_var.value
         else:
             reduction_axes = tuple(range(x.ndim - 1))
-            count = 1
+            count = 1.0   # a float: elements per channel pass 2**31 on a pod (ImageNet's first BN: 171,197 images)
             for axis in reduction_axes:
                 count *= x.shape[axis]
             mean = jnp.mean(x32, axis=reduction_axes)
