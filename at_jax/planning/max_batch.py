@@ -33,6 +33,16 @@ class Search:
         return min((batch for batch, need in self.needed.items() if need is None or need > self.capacity),
                    default=self.upper + 1)
 
+    @property
+    def untried(self) -> list[int]:
+        """[first, last] batch between the answer and the smallest refused one (or ``upper``) where the search
+        stopped before they were ``granularity`` apart; [] when it finished."""
+        if self.done():
+            return []
+        refused = self.smallest_failing
+        last = self._round(self.upper) if refused > self.upper else refused - self.granularity
+        return [self.largest_fitting + self.granularity, last]
+
     def done(self) -> bool:
         return self.smallest_failing - self.largest_fitting <= self.granularity or (
             self.largest_fitting >= self.upper)

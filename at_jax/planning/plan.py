@@ -48,9 +48,8 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
                      counts: Mapping[str, int] | None = None, granularity: int = 8) -> dict:
     """The largest per-device batch (a multiple of ``granularity``) whose train and eval steps compile within a
     device's memory: ``{"per_chip", "global", "probes": {batch: bytes needed}, "compiler_failures": {batch:
-    line}, "compile_seconds": {batch: s}, "untried": [first, last] between the answer and the smallest batch
-    refused, where the search stopped at its limit of compiles before they were ``granularity`` apart}`` (a refused batch is refused in seconds, a fitting one compiles in
-    minutes); ``report`` is the config's own (reused as a probe; None when it did not fit). A batch the
+    line}, "compile_seconds": {batch: s}, "untried": Search.untried}`` (a refused batch is refused in seconds,
+    a fitting one compiles in minutes); ``report`` is the config's own (reused as a probe; None when it did not fit). A batch the
     compiler fails on for a reason of its own (:class:`CompilerFailure`) counts as one that does not compile."""
     devices = len(topology.devices)
     failures: dict = {}
@@ -79,8 +78,5 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
                             granularity=granularity, upper=upper)
     best = search.largest_fitting
     probes = {batch: need for batch, need in sorted(search.needed.items()) if batch not in failures}
-    refused = search.smallest_failing       # above ``upper`` where no batch was refused
-    last = upper // granularity * granularity if refused > upper else refused - granularity
-    untried = [] if search.done() else [best + granularity, last]
     return {"per_chip": best, "global": best * devices, "probes": probes, "compiler_failures": failures,
-            "compile_seconds": seconds, "untried": untried}
+            "compile_seconds": seconds, "untried": search.untried}
