@@ -4,6 +4,10 @@ Memory grows about linearly with the batch, so each probe after the first two is
 nearest fitting and failing probes predicts (rounded down to ``granularity``), else the midpoint; every answer
 is a compiled program, not the prediction. The search ends when the largest fitting batch and the smallest
 failing one are ``granularity`` apart (or the training set, or ``limit``, bounds it).
+
+Near the limit memory is not monotone in the batch: XLA's TPU compiler rematerialises differently per program,
+and ImageNet R34 -> R18 on v5p was refused at 16,512 per chip (96.09 GiB) while 17,984 fits (89.72 GiB,
+BENCHMARKS.md). The answer is a batch that compiles and fits; smaller batches are not guaranteed to.
 """
 from __future__ import annotations
 
