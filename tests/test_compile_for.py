@@ -274,6 +274,50 @@ def test_a_compiler_failure_is_one_line_and_bounds_the_batch_search(monkeypatch)
         "device on" in line
 
 
+def test_a_program_jax_cannot_read_back_still_reports_its_memory(caplog):
+    """libtpu 0.0.52 beside jax 0.10.2 compiles ImageNet and CRA-R50 at large batches for v6e, but reading the
+    optimised HLO back (``as_text``) fails with a RET_CHECK (BENCHMARKS.md): the memory, FLOPs and bytes stand,
+    the collectives are unknown (None, "unknown" in the text, a warning naming the stage); other errors pass."""
+    from at_jax.planning.compiled import compile_step
+    from at_jax.planning.report import _collectives
+
+    class JaxRuntimeError(RuntimeError):
+        pass
+
+    class Compiled:
+        def __init__(self, error):
+            self.error = error
+
+        def lower(self, *arguments):
+            return self
+
+        def compile(self):
+            return self
+
+        def memory_analysis(self):
+            sizes = dict(argument_size_in_bytes=100, output_size_in_bytes=20, alias_size_in_bytes=20,
+                         temp_size_in_bytes=7, generated_code_size_in_bytes=1)
+            return type("Analysis", (), sizes)()
+
+        def cost_analysis(self):
+            return {"flops": 5.0, "bytes accessed": 9.0}
+
+        def as_text(self):
+            raise self.error
+
+    unreadable = JaxRuntimeError("INTERNAL: RET_CHECK failure (hlo_instruction.cc:390) async-update instruction "
+                                 "should have 1 operands but sees 3\nmore")
+    with caplog.at_level("WARNING"):
+        step = compile_step(Compiled(unreadable), (), "the train call for v6e:2x4 (global batch 43008)")
+    assert (step.memory.total, step.flops, step.bytes_accessed, step.collectives) == (108, 5.0, 9.0, None)
+    assert _collectives(step).startswith("unknown") and step.as_dict()["collectives"] is None
+    warning, = [record.getMessage() for record in caplog.records]
+    assert warning.startswith("the train call for v6e:2x4 (global batch 43008) compiled, but this jax cannot read "
+                              "back its optimised HLO (INTERNAL: RET_CHECK failure") and "more" not in warning
+    with pytest.raises(ValueError):
+        compile_step(Compiled(ValueError("a fault of ours")), ())
+
+
 def test_without_libtpu_one_line_says_what_to_install(tmp_path):
     """Where libtpu is not installed the command ends in one line naming the extra; a bad topology name too."""
     if HAS_LIBTPU:

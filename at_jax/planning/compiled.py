@@ -12,6 +12,8 @@ import re
 import time
 from typing import Any, Callable
 
+from absl import logging
+
 from at_jax.errors import UserError
 from at_jax.planning.abstract_job import StepArguments
 from at_jax.planning.crash_guard import mark
@@ -60,8 +62,8 @@ class CompilerFailure(RuntimeError):
 
 def compiler_failure(error: Exception, stage: str) -> CompilerFailure:
     """The one line for ``error``, raised by the compiler while compiling ``stage``."""
-    first_line = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-    return CompilerFailure(f"XLA's TPU compiler ({libtpu_version()}) failed compiling {stage}: {first_line}; not "
+    return CompilerFailure(f"XLA's TPU compiler ({libtpu_version()}) failed compiling {stage}: "
+                           f"{_first_line(error)}; not "
                            "a fault of the config: try another libtpu version (pip index versions libtpu)")
 
 
@@ -85,7 +87,7 @@ class CompiledStep:
     memory: Memory
     flops: float
     bytes_accessed: float
-    collectives: dict            # op -> {"count": n, "bytes": b}
+    collectives: dict | None     # op -> {"count": n, "bytes": b}; None: the program's HLO could not be read
     compile_seconds: float
 
     def as_dict(self) -> dict:
@@ -137,7 +139,7 @@ def compile_step(function: Callable, arguments: tuple, stage: str = "the step") 
         refusal = out_of_memory(error)
         if refusal is not None:
             raise refusal from None
-        if type(error).__name__ in ("JaxRuntimeError", "XlaRuntimeError"):
+        if _from_xla(error):
             raise compiler_failure(error, stage) from error
         raise
     seconds = time.perf_counter() - start
@@ -147,7 +149,29 @@ def compile_step(function: Callable, arguments: tuple, stage: str = "the step") 
                     code=int(analysis.generated_code_size_in_bytes))
     cost = _cost(compiled)
     return CompiledStep(memory, float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0)),
-                        collectives_of(compiled.as_text()), seconds)
+                        readable_collectives(compiled, stage), seconds)
+
+
+def _first_line(error: Exception) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def _from_xla(error: Exception) -> bool:
+    return type(error).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
+
+
+def readable_collectives(compiled: Any, stage: str) -> dict | None:
+    """:func:`collectives_of` the compiled program's optimised HLO, or None where jax cannot read that HLO back
+    (libtpu 0.0.52 beside jax 0.10.2 at large batches: ``INTERNAL: RET_CHECK failure ... async-update instruction
+    should have 1 operands but sees 3``). The program compiled; its memory, FLOPs and bytes stand."""
+    try:
+        return collectives_of(compiled.as_text())
+    except Exception as error:  # pylint: disable=broad-except  (XLA raises its runtime error type)
+        if not _from_xla(error):
+            raise
+        logging.warning("%s compiled, but this jax cannot read back its optimised HLO (%s): its collectives are "
+                        "unknown", stage, _first_line(error))
+        return None
 
 
 def compile_job(setup: Any, arguments: StepArguments, where: str = "") -> tuple[CompiledStep, CompiledStep]:

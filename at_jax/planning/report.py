@@ -80,6 +80,8 @@ def _flops(count: float) -> str:
 
 
 def _collectives(step: CompiledStep) -> str:
+    if step.collectives is None:
+        return "unknown (jax could not read the compiled program back; see the warning)"
     if not step.collectives:
         return "none"
     return ", ".join(f"{op} x{entry['count']} ({size(entry['bytes'])})" for op, entry in sorted(step.collectives.items()))
