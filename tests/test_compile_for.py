@@ -229,7 +229,7 @@ def test_the_batch_search_compiles_each_probe_once_and_says_so(monkeypatch, capl
 
 
 def test_a_compiler_failure_is_one_line_and_bounds_the_batch_search(monkeypatch):
-    """The compiler's own failure (libtpu 0.0.52's RET_CHECK on CIFAR's whole set per chip, BENCHMARKS.md) is
+    """The compiler's own failure (an INTERNAL error raised by ``compile()``, not by the program's size) is
     one line naming the compiler and the stage; in the batch search such a batch counts as one that does not
     compile, and the answer and the report line say so."""
     from at_jax.planning import plan
