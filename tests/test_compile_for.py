@@ -228,6 +228,31 @@ def test_the_batch_search_compiles_each_probe_once_and_says_so(monkeypatch, capl
     assert f"with {first} to {last} per device untried (the answer is a lower bound)" in largest_batch_line(stopped)
 
 
+def test_a_refusal_below_the_chips_nominal_memory_is_logged_with_the_compilers_figures(monkeypatch, caplog):
+    """libtpu refuses ImageNet at 5,024 per v6e chip: "HLO temporaries (31.31G) exceeds available HBM (31.24G)",
+    below the chip's 32 GiB. The search counts it as too large and its line shows the compiler's two figures."""
+    from at_jax.planning import plan
+    from at_jax.planning.compiled import OutOfMemory
+    from at_jax.planning.topology import Topology
+
+    gib = 1 << 30
+    def fake_compile(config, described, counts):
+        if int(config.batch_size) // 8 > 4992:
+            raise OutOfMemory("refused", int(31.31 * gib), int(31.24 * gib))
+        return type("FakeReport", (), {"needed": int(31.13 * gib)})()
+
+    monkeypatch.setattr(plan, "compile_run", fake_compile)
+    topology = Topology("v6e:2x4", 1, tuple(range(8)), 8, 32 * gib)
+    with caplog.at_level("INFO"):
+        found = plan.search_max_batch(tiny_config(batch_size=8 * 4992, **{"dataset.num_train": 1 << 20}), topology,
+                                      None, granularity=32)
+    lines = [record.getMessage() for record in caplog.records if "per device:" in record.getMessage()]
+    assert found["per_chip"] == 4992 and found["probes"][5024] > 32 * gib
+    assert "batch 5024 per device: 31.31 GiB of 32.00 (too large: the compiler allows 31.24; compiled in " in \
+        "\n".join(lines)
+    assert lines[0].startswith("batch 4992 per device: 31.13 GiB of 32.00 (fits; compiled in ")
+
+
 def test_a_compiler_failure_is_one_line_and_bounds_the_batch_search(monkeypatch):
     """The compiler's own failure (an INTERNAL error raised by ``compile()``, not by the program's size) is
     one line naming the compiler and the stage; in the batch search such a batch counts as one that does not

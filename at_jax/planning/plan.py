@@ -58,19 +58,20 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
     def needed(per_device: int) -> int | None:
         if report is not None and per_device * devices == report.run.global_batch:
             return report.needed
-        start = time.perf_counter()
+        start, allowed = time.perf_counter(), ""
         try:
-            need = compile_run(with_batch(config, per_device * devices), topology, counts).needed
-        except OutOfMemory as refusal:
-            need = max(refusal.needed, topology.memory_per_device + 1)
+            need = shown = compile_run(with_batch(config, per_device * devices), topology, counts).needed
+        except OutOfMemory as refusal:       # the compiler's own limit may be below the chip's nominal HBM
+            need, shown = max(refusal.needed, topology.memory_per_device + 1), refusal.needed or None
+            allowed = f": the compiler allows {refusal.capacity / 2 ** 30:.2f}" if refusal.capacity else ""
         except CompilerFailure as failure:
             failures[per_device] = str(failure)
             logging.warning("batch %d per device: %s", per_device, failure)
             return None
         seconds[per_device] = round(time.perf_counter() - start, 1)
-        logging.info("batch %d per device: %.2f GiB of %.2f (%s; compiled in %.0f s)", per_device, need / 2 ** 30,
-                     topology.memory_per_device / 2 ** 30,
-                     "fits" if need <= topology.memory_per_device else "too large", seconds[per_device])
+        logging.info("batch %d per device: %s GiB of %.2f (%s%s; compiled in %.0f s)", per_device,
+                     "?" if shown is None else f"{shown / 2 ** 30:.2f}", topology.memory_per_device / 2 ** 30,
+                     "fits" if need <= topology.memory_per_device else "too large", allowed, seconds[per_device])
         return need
 
     upper = dataset_shape(config.dataset, image_views(config), counts).num_train // devices
