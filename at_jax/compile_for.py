@@ -63,10 +63,10 @@ def main(argv: list[str]) -> None:
     configure_logging()
     from at_jax.planning import topology  # pylint: disable=import-outside-toplevel
     topology.quiet_libtpu()   # before JAX starts a backend
+    from at_jax.planning.compiled import CompilerFailure  # pylint: disable=import-outside-toplevel
     from at_jax.planning.report import format_report, refusal  # pylint: disable=import-outside-toplevel
 
     counts = {key: FLAGS[key.replace("_", "-")].value for key in ("num_train", "num_eval", "num_classes")}
-    from at_jax.planning.compiled import CompilerFailure  # pylint: disable=import-outside-toplevel
     with user_errors():
         described = topology.describe(FLAGS.topology, FLAGS["num-slices"].value)
         try:

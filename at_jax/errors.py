@@ -5,6 +5,12 @@ nothing of at_jax, so that every layer can raise these.
 """
 
 
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of ``error``'s message (stripped), else its type's name: a long or multi-line
+    message from a library (XLA's, PIL's) inside one of our one-line errors."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
 class UserError(Exception):
     """Something the user can fix (a setting, a path, a file): one line ``at_jax: error: ...``, exit 2."""
 

@@ -22,6 +22,7 @@ from absl import logging
 
 from at_jax.data.dataset import DatasetError
 from at_jax.data.image_folder import class_folders, folder_classes, list_split
+from at_jax.errors import first_line
 from at_jax.run_files import as_path, check_reachable
 
 #: Files per task of the thread pool (the pool holds one future per chunk, not per file).
@@ -58,7 +59,7 @@ def check_image(path: str) -> str | None:
     try:
         encoded = as_path(path).read_bytes()
     except OSError as error:
-        return f"cannot read the file: {_first_line(error)}"
+        return f"cannot read the file: {first_line(error)}"
     if not encoded:
         return "empty file (0 bytes)"
     try:
@@ -69,12 +70,8 @@ def check_image(path: str) -> str | None:
     except UnidentifiedImageError:
         return f"not an image file PIL can read ({len(encoded)} bytes)"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        return f"damaged: {_first_line(error)}"
+        return f"damaged: {first_line(error)}"
     return None
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _check_chunk(paths: Sequence[str]) -> list[str | None]:

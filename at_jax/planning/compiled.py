@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from absl import logging
 
-from at_jax.errors import UserError
+from at_jax.errors import UserError, first_line
 from at_jax.planning.abstract_job import StepArguments
 from at_jax.planning.crash_guard import mark
 from at_jax.planning.topology import libtpu_version
@@ -49,8 +49,8 @@ def out_of_memory(error: Exception) -> OutOfMemory | None:
     match = next(filter(None, (pattern.search(text) for pattern in _OUT_OF_MEMORY)), None)
     used, capacity = ((int(float(match.group(1)) * _UNITS[match.group(2)]),
                        int(float(match.group(3)) * _UNITS[match.group(4)])) if match else (0, 0))
-    first_line = next((line.strip() for line in text.splitlines() if "memory" in line.lower()), text.splitlines()[0])
-    return OutOfMemory(f"the run does not fit a device's memory; XLA's compiler says: {first_line} (lower "
+    memory_line = next((line.strip() for line in text.splitlines() if "memory" in line.lower()), text.splitlines()[0])
+    return OutOfMemory(f"the run does not fit a device's memory; XLA's compiler says: {memory_line} (lower "
                        "batch_size, use bfloat16 or more chips; --find-max-batch finds the largest batch)",
                        used, capacity)
 
@@ -62,9 +62,8 @@ class CompilerFailure(RuntimeError):
 
 def compiler_failure(error: Exception, stage: str) -> CompilerFailure:
     """The one line for ``error``, raised by the compiler while compiling ``stage``."""
-    return CompilerFailure(f"XLA's TPU compiler ({libtpu_version()}) failed compiling {stage}: "
-                           f"{_first_line(error)}; not "
-                           "a fault of the config: try another libtpu version (pip index versions libtpu)")
+    return CompilerFailure(f"XLA's TPU compiler ({libtpu_version()}) failed compiling {stage}: {first_line(error)}; "
+                           "not a fault of the config: try another libtpu version (pip index versions libtpu)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,10 +151,6 @@ def compile_step(function: Callable, arguments: tuple, stage: str = "the step") 
                         readable_collectives(compiled, stage), seconds)
 
 
-def _first_line(error: Exception) -> str:
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-
-
 def _from_xla(error: Exception) -> bool:
     return type(error).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
 
@@ -170,7 +165,7 @@ def readable_collectives(compiled: Any, stage: str) -> dict | None:
         if not _from_xla(error):
             raise
         logging.warning("%s compiled, but this jax cannot read back its optimised HLO (%s): its collectives are "
-                        "unknown", stage, _first_line(error))
+                        "unknown", stage, first_line(error))
         return None
 
 

@@ -49,8 +49,9 @@ def search_max_batch(config: ml_collections.ConfigDict, topology: Topology, repo
     """The largest per-device batch (a multiple of ``granularity``) whose train and eval steps compile within a
     device's memory: ``{"per_chip", "global", "probes": {batch: bytes needed}, "compiler_failures": {batch:
     line}, "compile_seconds": {batch: s}, "untried": Search.untried}`` (a refused batch is refused in seconds,
-    a fitting one compiles in minutes); ``report`` is the config's own (reused as a probe; None when it did not fit). A batch the
-    compiler fails on for a reason of its own (:class:`CompilerFailure`) counts as one that does not compile."""
+    a fitting one compiles in minutes); ``report`` is the config's own (reused as a probe; None when it did not
+    fit). A batch the compiler fails on for a reason of its own (:class:`CompilerFailure`) counts as one that
+    does not compile."""
     devices = len(topology.devices)
     failures: dict = {}
     seconds: dict = {}
